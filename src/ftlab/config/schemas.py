@@ -1,0 +1,285 @@
+"""Typed configs for the parts users type most.
+
+Each dataclass is the schema of one config group option: the YAML under `conf/` names it in its
+defaults list (`/schema/<group>/<name>@_here_`), so a wrong type fails when Hydra composes, and
+`check_values` (below) runs each `__post_init__` so a wrong value fails before anything is built.
+Field comments are the documentation of each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+def _positive(name: str, value: float | int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{name} must be > 0 (got {value})")
+
+
+def _non_negative(name: str, value: float | int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0 (got {value})")
+
+
+def _fraction(name: str, value: float | None, *, allow_one: bool = False) -> None:
+    upper_ok = value is None or (value <= 1 if allow_one else value < 1)
+    if value is not None and not (value >= 0 and upper_ok):
+        bound = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{name} must lie in {bound} (got {value})")
+
+
+# ---------------------------------------------------------------- optimizers
+@dataclass
+class _OptimizerConfig:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True  # built later, over the trainable parameter groups only
+    _convert_: str = "all"  # plain lists, never ListConfig, inside the optimizer state
+    lr: float = 1e-3  # base learning rate (the head's, when a strategy scales groups)
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("lr", self.lr)
+        _non_negative("weight_decay", self.weight_decay)
+
+
+@dataclass
+class AdamWConfig(_OptimizerConfig):
+    _target_: str = "torch.optim.AdamW"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+
+@dataclass
+class AdamConfig(_OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+@dataclass
+class SGDConfig(_OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    momentum: float = 0.9
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("momentum", self.momentum)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=true needs momentum > 0")
+
+
+@dataclass
+class RMSpropConfig(_OptimizerConfig):
+    _target_: str = "torch.optim.RMSprop"
+    alpha: float = 0.99
+    momentum: float = 0.0
+    eps: float = 1e-8
+
+
+# ---------------------------------------------------------------- schedulers
+class Interval(str, Enum):
+    step = "step"
+    epoch = "epoch"
+
+
+@dataclass
+class CosineWarmupConfig:
+    _target_: str = "ftlab.models.schedules.CosineWithWarmup"
+    warmup_fraction: float = 0.1  # share of all optimizer steps spent warming up linearly from 0
+    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
+
+    def __post_init__(self) -> None:
+        _fraction("warmup_fraction", self.warmup_fraction)
+        _fraction("min_lr_ratio", self.min_lr_ratio, allow_one=True)
+
+
+@dataclass
+class OneCycleConfig:
+    _target_: str = "ftlab.models.schedules.OneCycle"
+    pct_start: float = 0.3  # share of steps spent increasing the lr
+    div_factor: float = 25.0  # initial lr = lr / div_factor
+    final_div_factor: float = 1e4
+
+    def __post_init__(self) -> None:
+        _fraction("pct_start", self.pct_start)
+        _positive("div_factor", self.div_factor)
+        _positive("final_div_factor", self.final_div_factor)
+
+
+@dataclass
+class StepConfig:
+    _target_: str = "ftlab.models.schedules.StepDecay"
+    step_size: int = 1  # epochs between decays
+    gamma: float = 0.5  # lr multiplier at each decay
+
+    def __post_init__(self) -> None:
+        _positive("step_size", self.step_size)
+        _positive("gamma", self.gamma)
+
+
+# ---------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = "cpu"  # cpu | gpu | auto
+    devices: Any = 1  # a count, a list of ids, or "auto"
+    strategy: Any = "auto"  # auto | ddp | ddp_spawn | a strategy config with _target_
+    num_nodes: int = 1
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    max_epochs: int = 3
+    max_steps: int = -1  # -1: no step limit
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    deterministic: Any = True  # true | false | "warn"
+    log_every_n_steps: int = 10
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Any = None  # a fraction or a batch count (quick runs)
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = False
+    benchmark: bool | None = None
+
+    def __post_init__(self) -> None:
+        _non_negative("max_epochs", self.max_epochs)
+        if self.max_steps < -1:
+            raise ValueError(f"max_steps must be >= -1 (got {self.max_steps})")
+        _positive("accumulate_grad_batches", self.accumulate_grad_batches)
+        _non_negative("gradient_clip_val", self.gradient_clip_val)
+        _positive("log_every_n_steps", self.log_every_n_steps)
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class _DataConfig:
+    name: str = "data"
+    batch_size: int = 32
+    eval_batch_size: int | None = None  # defaults to batch_size
+    num_workers: int = 0
+    val_fraction: float = 0.1  # share of examples held out for validation
+    test_fraction: float = 0.1  # share of examples held out for the final test
+    split_seed: int = 0  # splits depend on this seed alone, so runs with other seeds compare fairly
+    max_samples: int | None = None  # keep a random subset of this size (quick runs, tests)
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("eval_batch_size", self.eval_batch_size)
+        _non_negative("num_workers", self.num_workers)
+        _fraction("val_fraction", self.val_fraction)
+        _fraction("test_fraction", self.test_fraction)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        _positive("max_samples", self.max_samples)
+
+
+class VaderTask(str, Enum):
+    regression = "regression"
+    polarity = "polarity"
+
+
+@dataclass
+class VaderDataConfig(_DataConfig):
+    _target_: str = "ftlab.data.vader.VaderDataModule"
+    name: str = "vader"
+    task: VaderTask = VaderTask.regression  # regression: mean valence; polarity: negative/positive
+    neutral_band: float = 0.5  # polarity drops words with |valence| <= neutral_band
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("neutral_band", self.neutral_band)
+
+
+@dataclass
+class DigitsDataConfig(_DataConfig):
+    _target_: str = "ftlab.data.digits.DigitsDataModule"
+    name: str = "digits"
+    classes: list[int] | None = None  # keep only these digits (relabelled 0..k-1); null: all ten
+    label_fraction: float = 1.0  # share of the training split that keeps its labels
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.classes is not None:
+            bad = [c for c in self.classes if not 0 <= c <= 9]
+            if bad or len(set(self.classes)) < 2:
+                raise ValueError(f"classes must hold at least two distinct digits 0-9 (got {self.classes})")
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"label_fraction must lie in (0, 1] (got {self.label_fraction})")
+
+
+@dataclass
+class ImageFolderDataConfig(_DataConfig):
+    _target_: str = "ftlab.data.image_folder.ImageFolderDataModule"
+    name: str = "image_folder"
+    root: str = "???"  # train/ val/ test/ class folders, or class folders split by fractions
+    image_size: int = 224
+    resize_size: int | None = None  # resize before the center crop; defaults to image_size * 8/7
+    hflip: bool = True  # random horizontal flips on the training split
+    normalization: str = "backbone"  # backbone: the backbone's mean/std; none: raw [0, 1] pixels
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive("image_size", self.image_size)
+        if self.normalization not in ("backbone", "none"):
+            raise ValueError(f"normalization must be backbone or none (got {self.normalization})")
+
+
+class LabelTask(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+@dataclass
+class CsvDataConfig(_DataConfig):
+    _target_: str = "ftlab.data.csv.CsvDataModule"
+    name: str = "csv"
+    path: str = "???"  # a .csv or .tsv file with a header row
+    text_column: str = "text"
+    label_column: str = "label"
+    task: LabelTask = LabelTask.classification
+    delimiter: str | None = None  # null: tab for .tsv, comma otherwise
+
+
+# ---------------------------------------------------------------- fine-tuning strategies
+@dataclass
+class FullConfig:
+    _target_: str = "ftlab.finetune.strategies.Full"
+    name: str = "full"
+
+
+@dataclass
+class LinearProbeConfig:
+    _target_: str = "ftlab.finetune.strategies.LinearProbe"
+    name: str = "linear_probe"
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "optimizer": {"adamw": AdamWConfig, "adam": AdamConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
+    "scheduler": {"cosine": CosineWarmupConfig, "onecycle": OneCycleConfig, "step": StepConfig},
+    "trainer": {"default": TrainerConfig},
+    "data": {
+        "vader": VaderDataConfig,
+        "digits": DigitsDataConfig,
+        "image_folder": ImageFolderDataConfig,
+        "csv": CsvDataConfig,
+    },
+    "finetune": {"full": FullConfig, "linear_probe": LinearProbeConfig},
+}
+
+
+def register_schemas() -> None:
+    """Put every schema into Hydra's ConfigStore as `schema/<group>/<name>`; idempotent."""
+    store = ConfigStore.instance()
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=f"schema/{group}", name=name, node=node)
+
+
+__all__ = ["SCHEMAS", "register_schemas"]

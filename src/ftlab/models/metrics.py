@@ -1,0 +1,22 @@
+"""The task's metrics, one collection per stage so train/val/test never share state."""
+
+from __future__ import annotations
+
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, PearsonCorrCoef
+
+from ftlab.models.losses import REGRESSION
+
+
+def task_metrics(task: str, num_classes: int | None, prefix: str) -> MetricCollection:
+    """Regression: mse, mae, pearson r. Classification: accuracy and macro F1 on class indices."""
+    if task == REGRESSION:
+        metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "pearson": PearsonCorrCoef()}
+    else:
+        classes = int(num_classes or 2)
+        metrics = {
+            "acc": MulticlassAccuracy(num_classes=classes, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes=classes, average="macro"),
+        }
+    return MetricCollection(metrics, prefix=prefix)

@@ -1,0 +1,109 @@
+"""The LightningModule: backbone -> head, trained with the task's loss and metrics.
+
+It owns no policy of its own: the fine-tuning strategy says what trains and in which param
+groups, the optimizer config says how, the schedule spec says how the lr moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from ftlab.finetune.strategies import Full, Strategy
+from ftlab.models.backbones.base import Backbone
+from ftlab.models.backbones.checkpoint import CHECKPOINT_KEY
+from ftlab.models.losses import REGRESSION, TaskLoss
+from ftlab.models.metrics import task_metrics
+
+
+class FineTuneModule(L.LightningModule):
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: nn.Module,
+        loss: TaskLoss,
+        optimizer: Callable[..., Optimizer],
+        schedule: Any | None = None,
+        strategy: Strategy | None = None,
+        num_classes: int | None = None,
+        backbone_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.head, self.loss = backbone, head, loss
+        self.optimizer_factory, self.schedule = optimizer, schedule
+        self.strategy = strategy or Full()
+        self.task, self.num_classes = loss.task, num_classes
+        self.backbone_config = backbone_config or {}
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_metrics": task_metrics(self.task, num_classes, f"{stage}/") for stage in ("train", "val", "test")}
+        )
+        self.strategy.setup(self)
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        return self.head(self.backbone(inputs))
+
+    def train(self, mode: bool = True) -> FineTuneModule:
+        """Frozen parts stay in eval mode however often Lightning switches modes."""
+        super().train(mode)
+        for module in self.strategy.frozen_modules(self):
+            module.eval()
+        return self
+
+    # ------------------------------------------------------------ steps
+    def _shared_step(self, batch: tuple[Any, torch.Tensor], stage: str) -> torch.Tensor:
+        inputs, targets = batch
+        outputs = self(inputs)
+        loss = self.loss(outputs, targets)
+        predictions = self.loss.predict(outputs.detach())
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics.update(predictions.float() if self.task == REGRESSION else predictions.argmax(-1), targets)
+        batch_size = len(targets)
+        on_step = stage == "train"
+        # Epoch-level losses are averaged over all ranks so every rank checkpoints and stops alike.
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=batch_size, sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # compute() syncs across DDP ranks: one reduction per epoch, not per step.
+        metrics = self.metrics[f"{stage}_metrics"]
+        self.log_dict(metrics.compute(), prog_bar=stage != "train")
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    # ------------------------------------------------------------ optimization
+    def configure_optimizers(self) -> Any:
+        base_lr = self.optimizer_factory.keywords.get("lr", 1e-3) if hasattr(self.optimizer_factory, "keywords") else 1e-3
+        groups = self.strategy.param_groups(self, base_lr)
+        optimizer = self.optimizer_factory(groups)
+        if self.schedule is None:
+            return optimizer
+        # The schedule is sized from the real number of optimizer steps, known only now.
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": self.schedule.build(optimizer, total_steps)}
+
+    # ------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the backbone's config so a later run can rebuild it from this file alone."""
+        checkpoint[CHECKPOINT_KEY] = {"backbone": self.backbone_config, "task": self.task, "num_classes": self.num_classes}

@@ -1,0 +1,156 @@
+"""The life cycle of one tracked run: created after every input is checked, ended with an honest
+status whatever happens (FINISHED, FAILED with the traceback, KILLED on Ctrl-C or SIGTERM)."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from ftlab.errors import FtlabError
+from ftlab.tracking.store import local_artifact_root, prepare_local_store
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the SIGTERM handler so termination takes the same graceful path as Ctrl-C."""
+
+
+class TrackedRun:
+    """A context manager around one MLflow run.
+
+    `with TrackedRun(...) as run:` creates the run (and the experiment if needed); leaving the block
+    sets FINISHED, FAILED (traceback logged as `error/traceback.txt`) or KILLED.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        prepare_local_store(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_name, self.run_name = experiment_name, run_name
+        self.tags = dict(tags or {})
+        if description:
+            self.tags["mlflow.note.content"] = description
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._previous_sigterm: Any = None
+
+    # ------------------------------------------------------------ life cycle
+    def __enter__(self) -> TrackedRun:
+        self.experiment_id = self._experiment_id()
+        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
+        self.run_id = run.info.run_id
+        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        if kind is None or (issubclass(kind, SystemExit) and getattr(error, "code", 1) in (0, None)):
+            status = "FINISHED"
+        elif issubclass(kind, KeyboardInterrupt) or (issubclass(kind, SystemExit) and self._interrupted):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+            self._log_traceback(kind, error, tb)
+        self.client.set_terminated(self.run_id, status=status)
+
+    _interrupted = False
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self._interrupted = True
+        raise Interrupted(f"received signal {signum}")
+
+    def mark_interrupted(self) -> None:
+        """Lightning turns Ctrl-C into sys.exit(1); this tells `__exit__` it was an interruption."""
+        self._interrupted = True
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            return self.client.create_experiment(
+                self.experiment_name,
+                artifact_location=_experiment_artifacts(self.tracking_uri, self.experiment_name),
+                tags=dict([EXPERIMENT_KIND_TAG]),
+            )
+        if experiment.lifecycle_stage == "deleted":
+            raise FtlabError(
+                f"experiment_name: experiment '{self.experiment_name}' is deleted in {self.tracking_uri}; "
+                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
+            )
+        return experiment.experiment_id
+
+    # ------------------------------------------------------------ writing
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        entries = [Param(key, _param_value(value)) for key, value in params.items()]
+        for start in range(0, len(entries), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=entries[start : start + 100], synchronous=True)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=entries, synchronous=True)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_artifacts(self, paths: Iterable[tuple[str | Path, str | None]]) -> None:
+        for path, artifact_path in paths:
+            self.log_artifact(path, artifact_path)
+
+    def _log_traceback(self, kind: type[BaseException], error: BaseException | None, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, error, tb))
+        try:
+            self.log_text(text, "error/traceback.txt")
+            self.set_tags({"ftlab.error": f"{kind.__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]})
+        except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
+            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+                handle.write(text)
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    if len(text) > MAX_PARAM_LENGTH:
+        # Never a silent cut: the full config is an artifact (config.yaml) and the param says so.
+        return text[: MAX_PARAM_LENGTH - 40] + " …[cut; full value in config.yaml]"
+    return text
+
+
+def _experiment_artifacts(tracking_uri: str, experiment_name: str) -> str | None:
+    root = local_artifact_root(tracking_uri)
+    if root is None:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
+    return f"{root}/{safe}"
