@@ -38,7 +38,9 @@ def build_model(cfg: DictConfig, datamodule: SplitDataModule) -> FineTuneModule:
         in_features=backbone.out_features, out_features=loss.num_outputs(datamodule.num_classes)
     )
     scheduler_cfg = cfg.get("scheduler")
-    backbone_config = getattr(backbone, "source_config", None) or OmegaConf.to_container(cfg.model.backbone, resolve=True)
+    backbone_config = getattr(backbone, "source_config", None) or OmegaConf.to_container(
+        cfg.model.backbone, resolve=True
+    )
     return FineTuneModule(
         backbone=backbone,
         head=head,
@@ -60,21 +62,30 @@ def build_callbacks(cfg: DictConfig, with_logger: bool) -> list[L.Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], multirun: bool = False) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, callbacks: list[L.Callback], multirun: bool = False
+) -> L.Trainer:
     accelerator = str(cfg.trainer.accelerator)
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise FtlabError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer=cpu")
+        raise FtlabError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer=cpu"
+        )
     if multirun and _relaunches_script(cfg.trainer.strategy):
         raise FtlabError(
             "trainer.strategy: 'ddp' relaunches the command line per rank, which under -m reruns the whole "
             "sweep with other hyperparameters on each rank; use trainer.strategy=ddp_spawn in sweeps"
         )
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=False, default_root_dir=cfg.paths.output_dir)
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=False, default_root_dir=cfg.paths.output_dir
+    )
 
 
 def _relaunches_script(strategy: Any) -> bool:
     if isinstance(strategy, str):
         return strategy.startswith("ddp") and "spawn" not in strategy and "fork" not in strategy
     if isinstance(strategy, DictConfig):
-        return str(strategy.get("_target_", "")).endswith("DDPStrategy") and strategy.get("start_method", "popen") == "popen"
+        return (
+            str(strategy.get("_target_", "")).endswith("DDPStrategy")
+            and strategy.get("start_method", "popen") == "popen"
+        )
     return False

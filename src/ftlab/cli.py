@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("train", help=SUBCOMMANDS["train"], add_help=False)
     ui = commands.add_parser("ui", help=SUBCOMMANDS["ui"])
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db")
+    ui.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db"
+    )
     return parser
 
 

@@ -19,7 +19,12 @@ class _DropNoise(logging.Filter):
 def quiet_lightning() -> None:
     """Hide Lightning's advertising tips and known-harmless warnings, keep real messages."""
     root_handled = bool(logging.getLogger().handlers)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+    ):
         logger = logging.getLogger(name)
         logger.addFilter(_DropNoise())
         for handler in list(logger.handlers):
@@ -41,8 +46,12 @@ def print_config(cfg: DictConfig) -> None:
 
     tree = Tree("config", guide_style="dim")
     for key, value in cfg.items():
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
-        tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+        text = (
+            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        )
+        tree.add(str(key)).add(
+            Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default")
+        )
     rich_print(tree)
 
 

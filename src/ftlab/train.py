@@ -46,7 +46,9 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
     tracking = bool(cfg.logger.get("enabled")) and is_rank_zero
-    trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=bool(cfg.logger.get("enabled"))), multirun)
+    trainer = builders.build_trainer(
+        cfg, builders.build_callbacks(cfg, with_logger=bool(cfg.logger.get("enabled"))), multirun
+    )
 
     if not tracking:
         return _fit_and_test(cfg, trainer, model, datamodule)
@@ -56,11 +58,22 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     from ftlab.tracking.store import resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
-    with TrackedRun(tracking_uri, cfg.experiment_name, _run_name(cfg), _tags(cfg), _command_line()) as run:
+    with TrackedRun(
+        tracking_uri, cfg.experiment_name, _run_name(cfg), _tags(cfg), _command_line()
+    ) as run:
         run.log_params(_flatten(OmegaConf.to_container(cfg, resolve=True)))
-        run.log_params({"data.fingerprint": datamodule.fingerprint, **{f"data.size.{k}": v for k, v in datamodule.split_sizes.items()}})
+        run.log_params(
+            {
+                "data.fingerprint": datamodule.fingerprint,
+                **{f"data.size.{k}": v for k, v in datamodule.split_sizes.items()},
+            }
+        )
         _log_config_files(run, cfg)
-        trainer.loggers = [MlflowRunLogger(tracking_uri, run.run_id, flush_every=cfg.logger.get("flush_every", 200))]
+        trainer.loggers = [
+            MlflowRunLogger(
+                tracking_uri, run.run_id, flush_every=cfg.logger.get("flush_every", 200)
+            )
+        ]
         try:
             metrics = _fit_and_test(cfg, trainer, model, datamodule)
         except SystemExit:
@@ -78,8 +91,12 @@ def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) ->
     checkpoint = trainer.checkpoint_callback
     has_best = checkpoint is not None and bool(checkpoint.best_model_path)
     if cfg.get("test", True):
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "val/"))}
+        trainer.test(
+            model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False
+        )
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "val/"))
+    }
     for logger in trainer.loggers:
         logger.finalize("success")
     if trainer.is_global_zero:

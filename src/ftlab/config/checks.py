@@ -19,7 +19,9 @@ def check_config(cfg: DictConfig) -> None:
     """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise FtlabError(f"{missing[0]} is required: set it on the command line, e.g. {missing[0]}=VALUE")
+        raise FtlabError(
+            f"{missing[0]} is required: set it on the command line, e.g. {missing[0]}=VALUE"
+        )
     for group in SCHEMAS:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or OmegaConf.get_type(node) not in _SCHEMA_TYPES:

@@ -18,5 +18,7 @@ def config_dir() -> Path:
     candidate = Path(override) if override else Path(__file__).resolve().parents[3] / "conf"
     if not (candidate / "train.yaml").is_file():
         source = "FTLAB_CONFIG_DIR" if override else "the ftlab checkout"
-        raise FtlabError(f"no train.yaml in {candidate} (from {source}); install ftlab with `pip install -e .`")
+        raise FtlabError(
+            f"no train.yaml in {candidate} (from {source}); install ftlab with `pip install -e .`"
+        )
     return candidate

@@ -209,7 +209,9 @@ class DigitsDataConfig(_DataConfig):
         if self.classes is not None:
             bad = [c for c in self.classes if not 0 <= c <= 9]
             if bad or len(set(self.classes)) < 2:
-                raise ValueError(f"classes must hold at least two distinct digits 0-9 (got {self.classes})")
+                raise ValueError(
+                    f"classes must hold at least two distinct digits 0-9 (got {self.classes})"
+                )
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must lie in (0, 1] (got {self.label_fraction})")
 
@@ -261,7 +263,12 @@ class LinearProbeConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "optimizer": {"adamw": AdamWConfig, "adam": AdamConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
+    "optimizer": {
+        "adamw": AdamWConfig,
+        "adam": AdamConfig,
+        "sgd": SGDConfig,
+        "rmsprop": RMSpropConfig,
+    },
     "scheduler": {"cosine": CosineWarmupConfig, "onecycle": OneCycleConfig, "step": StepConfig},
     "trainer": {"default": TrainerConfig},
     "data": {

@@ -32,7 +32,9 @@ class LoadedData:
     task: str  # REGRESSION or CLASSIFICATION
     content_hash: str  # hash of the raw content read (files, parameters of the selection)
     class_names: list[str] = field(default_factory=list)
-    fixed_splits: dict[str, np.ndarray] | None = None  # split name -> indices, when the source has its own
+    fixed_splits: dict[str, np.ndarray] | None = (
+        None  # split name -> indices, when the source has its own
+    )
 
 
 class _Examples(Dataset):
@@ -57,7 +59,9 @@ class Collate:
 
     def __call__(self, batch: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
         examples, targets = zip(*batch, strict=True)
-        return self.inputs_fn(list(examples)), torch.as_tensor(np.asarray(targets), dtype=self.target_dtype)
+        return self.inputs_fn(list(examples)), torch.as_tensor(
+            np.asarray(targets), dtype=self.target_dtype
+        )
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -163,7 +167,11 @@ class SplitDataModule(L.LightningDataModule):
             order = order[: self.max_samples]
         n_test = int(round(len(order) * self.test_fraction))
         n_val = int(round(len(order) * self.val_fraction))
-        return {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+        return {
+            "test": order[:n_test],
+            "val": order[n_test : n_test + n_val],
+            "train": order[n_test + n_val :],
+        }
 
     def dataset(self, split: str) -> Dataset:
         indices = self._splits[split]

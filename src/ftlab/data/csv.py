@@ -38,7 +38,9 @@ class CsvDataModule(SplitDataModule):
         columns = list(rows[0].keys()) if rows else []
         for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
             if column not in columns:
-                raise FtlabError(f"data.{key}: column '{column}' not in {self.path} (columns: {', '.join(columns)})")
+                raise FtlabError(
+                    f"data.{key}: column '{column}' not in {self.path} (columns: {', '.join(columns)})"
+                )
         texts = [row[self.text_column] or "" for row in rows]
         labels = [(row[self.label_column] or "").strip() for row in rows]
         content_hash = hash_bytes(raw, self.text_column, self.label_column, self.label_task)
@@ -46,7 +48,9 @@ class CsvDataModule(SplitDataModule):
             try:
                 values = np.asarray([float(v) for v in labels], dtype=np.float32)
             except ValueError as err:
-                raise FtlabError(f"data.label_column '{self.label_column}' in {self.path}: {err}") from None
+                raise FtlabError(
+                    f"data.label_column '{self.label_column}' in {self.path}: {err}"
+                ) from None
             return LoadedData(texts, values, REGRESSION, content_hash)
         class_names = sorted(set(labels))
         index = {name: i for i, name in enumerate(class_names)}

@@ -13,7 +13,9 @@ from ftlab.data.base import CLASSIFICATION, LoadedData, SplitDataModule, hash_by
 class DigitsDataModule(SplitDataModule):
     modality = "image"
 
-    def __init__(self, classes: list[int] | None = None, label_fraction: float = 1.0, **kwargs) -> None:
+    def __init__(
+        self, classes: list[int] | None = None, label_fraction: float = 1.0, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.classes = sorted(int(c) for c in classes) if classes is not None else list(range(10))
         self.label_fraction = label_fraction
@@ -26,8 +28,12 @@ class DigitsDataModule(SplitDataModule):
         images = torch.from_numpy(digits.images[keep].astype(np.float32) / 16.0).unsqueeze(1)
         relabel = {digit: index for index, digit in enumerate(self.classes)}
         targets = np.asarray([relabel[d] for d in digits.target[keep]], dtype=np.int64)
-        content_hash = hash_bytes(digits.images.tobytes(), digits.target.tobytes(), str(self.classes))
-        return LoadedData(list(images), targets, CLASSIFICATION, content_hash, [str(c) for c in self.classes])
+        content_hash = hash_bytes(
+            digits.images.tobytes(), digits.target.tobytes(), str(self.classes)
+        )
+        return LoadedData(
+            list(images), targets, CLASSIFICATION, content_hash, [str(c) for c in self.classes]
+        )
 
     def _random_splits(self, count: int) -> dict[str, np.ndarray]:
         splits = super()._random_splits(count)

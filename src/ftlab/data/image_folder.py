@@ -51,7 +51,9 @@ class ImageFolderDataModule(SplitDataModule):
         paths, targets, owner = [], [], []
         for split, folder in folders.items():
             if folder.classes != class_names:
-                raise FtlabError(f"data.root: {self.root / split} has classes {folder.classes}, expected {class_names}")
+                raise FtlabError(
+                    f"data.root: {self.root / split} has classes {folder.classes}, expected {class_names}"
+                )
             for path, target in folder.samples:
                 paths.append(path)
                 targets.append(target)
@@ -61,7 +63,14 @@ class ImageFolderDataModule(SplitDataModule):
             digest.update(str(Path(path).relative_to(self.root)).encode())
             digest.update(Path(path).read_bytes())
         fixed = self._fixed_splits(np.asarray(owner)) if "all" not in sources else None
-        return LoadedData(paths, np.asarray(targets, dtype=np.int64), CLASSIFICATION, digest.hexdigest(), class_names, fixed)
+        return LoadedData(
+            paths,
+            np.asarray(targets, dtype=np.int64),
+            CLASSIFICATION,
+            digest.hexdigest(),
+            class_names,
+            fixed,
+        )
 
     def _fixed_splits(self, owner: np.ndarray) -> dict[str, np.ndarray]:
         """Use the given folders; split what is missing off train by the configured fractions."""

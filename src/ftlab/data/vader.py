@@ -12,7 +12,9 @@ from ftlab.errors import FtlabError
 
 
 def lexicon_text() -> str:
-    return resources.files("vaderSentiment").joinpath("vader_lexicon.txt").read_text(encoding="utf-8")
+    return (
+        resources.files("vaderSentiment").joinpath("vader_lexicon.txt").read_text(encoding="utf-8")
+    )
 
 
 def parse_lexicon(text: str) -> tuple[list[str], np.ndarray]:
@@ -48,4 +50,6 @@ class VaderDataModule(SplitDataModule):
         keep = np.abs(valences) > self.neutral_band
         labels = (valences[keep] > 0).astype(np.int64)
         kept = [token for token, k in zip(tokens, keep, strict=True) if k]
-        return LoadedData(kept, labels, CLASSIFICATION, content_hash, class_names=["negative", "positive"])
+        return LoadedData(
+            kept, labels, CLASSIFICATION, content_hash, class_names=["negative", "positive"]
+        )

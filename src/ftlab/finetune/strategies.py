@@ -31,7 +31,9 @@ class Strategy:
         return []
 
     def param_groups(self, model: FineTuneModule, lr: float) -> list[dict[str, Any]]:
-        return [{"name": "all", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+        return [
+            {"name": "all", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}
+        ]
 
 
 class Full(Strategy):

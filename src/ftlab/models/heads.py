@@ -25,7 +25,9 @@ class MLPHead(nn.Sequential):
         if activation not in _ACTIVATIONS:
             from ftlab.errors import FtlabError
 
-            raise FtlabError(f"model.head.activation must be one of {', '.join(_ACTIVATIONS)} (got {activation})")
+            raise FtlabError(
+                f"model.head.activation must be one of {', '.join(_ACTIVATIONS)} (got {activation})"
+            )
         layers: list[nn.Module] = []
         width = in_features
         for hidden in hidden_sizes:

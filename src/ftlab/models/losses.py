@@ -24,7 +24,9 @@ class TaskLoss(nn.Module):
 
     def check_fits(self, task: str, num_classes: int | None) -> None:
         if task != self.task:
-            raise FtlabError(f"loss={self.name} is for {self.task} but the data is {task}: choose another loss")
+            raise FtlabError(
+                f"loss={self.name} is for {self.task} but the data is {task}: choose another loss"
+            )
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Regression: the value. Classification: class probabilities, shape [batch, classes]."""
@@ -53,7 +55,9 @@ class CrossEntropy(TaskLoss):
     task = CLASSIFICATION
     name = "cross_entropy"
 
-    def __init__(self, label_smoothing: float = 0.0, class_weights: list[float] | None = None) -> None:
+    def __init__(
+        self, label_smoothing: float = 0.0, class_weights: list[float] | None = None
+    ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise FtlabError(f"loss.label_smoothing must lie in [0, 1) (got {label_smoothing})")
@@ -67,10 +71,14 @@ class CrossEntropy(TaskLoss):
     def check_fits(self, task: str, num_classes: int | None) -> None:
         super().check_fits(task, num_classes)
         if self.class_weights is not None and len(self.class_weights) != num_classes:
-            raise FtlabError(f"loss.class_weights has {len(self.class_weights)} values but the data has {num_classes} classes")
+            raise FtlabError(
+                f"loss.class_weights has {len(self.class_weights)} values but the data has {num_classes} classes"
+            )
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs, targets, weight=self.class_weights, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            outputs, targets, weight=self.class_weights, label_smoothing=self.label_smoothing
+        )
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.softmax(-1)
@@ -84,15 +92,21 @@ class BCEWithLogits(TaskLoss):
 
     def __init__(self, pos_weight: float | None = None) -> None:
         super().__init__()
-        self.register_buffer("pos_weight", torch.tensor([pos_weight]) if pos_weight else None, persistent=False)
+        self.register_buffer(
+            "pos_weight", torch.tensor([pos_weight]) if pos_weight else None, persistent=False
+        )
 
     def check_fits(self, task: str, num_classes: int | None) -> None:
         super().check_fits(task, num_classes)
         if num_classes != 2:
-            raise FtlabError(f"loss=bce_with_logits needs two classes but the data has {num_classes}: use cross_entropy")
+            raise FtlabError(
+                f"loss=bce_with_logits needs two classes but the data has {num_classes}: use cross_entropy"
+            )
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(outputs.squeeze(-1), targets.float(), pos_weight=self.pos_weight)
+        return F.binary_cross_entropy_with_logits(
+            outputs.squeeze(-1), targets.float(), pos_weight=self.pos_weight
+        )
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         positive = outputs.squeeze(-1).sigmoid()

@@ -12,7 +12,11 @@ from ftlab.models.losses import REGRESSION
 def task_metrics(task: str, num_classes: int | None, prefix: str) -> MetricCollection:
     """Regression: mse, mae, pearson r. Classification: accuracy and macro F1 on class indices."""
     if task == REGRESSION:
-        metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "pearson": PearsonCorrCoef()}
+        metrics = {
+            "mse": MeanSquaredError(),
+            "mae": MeanAbsoluteError(),
+            "pearson": PearsonCorrCoef(),
+        }
     else:
         classes = int(num_classes or 2)
         metrics = {

@@ -40,7 +40,10 @@ class FineTuneModule(L.LightningModule):
         self.task, self.num_classes = loss.task, num_classes
         self.backbone_config = backbone_config or {}
         self.metrics = nn.ModuleDict(
-            {f"{stage}_metrics": task_metrics(self.task, num_classes, f"{stage}/") for stage in ("train", "val", "test")}
+            {
+                f"{stage}_metrics": task_metrics(self.task, num_classes, f"{stage}/")
+                for stage in ("train", "val", "test")
+            }
         )
         self.strategy.setup(self)
 
@@ -61,11 +64,21 @@ class FineTuneModule(L.LightningModule):
         loss = self.loss(outputs, targets)
         predictions = self.loss.predict(outputs.detach())
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(predictions.float() if self.task == REGRESSION else predictions.argmax(-1), targets)
+        metrics.update(
+            predictions.float() if self.task == REGRESSION else predictions.argmax(-1), targets
+        )
         batch_size = len(targets)
         on_step = stage == "train"
         # Epoch-level losses are averaged over all ranks so every rank checkpoints and stops alike.
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=batch_size, sync_dist=not on_step)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=not on_step,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=not on_step,
+        )
         return loss
 
     def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -94,7 +107,11 @@ class FineTuneModule(L.LightningModule):
 
     # ------------------------------------------------------------ optimization
     def configure_optimizers(self) -> Any:
-        base_lr = self.optimizer_factory.keywords.get("lr", 1e-3) if hasattr(self.optimizer_factory, "keywords") else 1e-3
+        base_lr = (
+            self.optimizer_factory.keywords.get("lr", 1e-3)
+            if hasattr(self.optimizer_factory, "keywords")
+            else 1e-3
+        )
         groups = self.strategy.param_groups(self, base_lr)
         optimizer = self.optimizer_factory(groups)
         if self.schedule is None:
@@ -106,4 +123,8 @@ class FineTuneModule(L.LightningModule):
     # ------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the backbone's config so a later run can rebuild it from this file alone."""
-        checkpoint[CHECKPOINT_KEY] = {"backbone": self.backbone_config, "task": self.task, "num_classes": self.num_classes}
+        checkpoint[CHECKPOINT_KEY] = {
+            "backbone": self.backbone_config,
+            "task": self.task,
+            "num_classes": self.num_classes,
+        }

@@ -29,13 +29,21 @@ class CosineWithWarmup:
 
     def build(self, optimizer: Optimizer, total_steps: int) -> dict:
         warmup = int(self.warmup_fraction * total_steps)
-        schedule = partial(_cosine_with_warmup, warmup=warmup, total=total_steps, min_ratio=self.min_lr_ratio)
+        schedule = partial(
+            _cosine_with_warmup, warmup=warmup, total=total_steps, min_ratio=self.min_lr_ratio
+        )
         return {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}
 
 
 class OneCycle:
-    def __init__(self, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
-        self.pct_start, self.div_factor, self.final_div_factor = pct_start, div_factor, final_div_factor
+    def __init__(
+        self, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4
+    ) -> None:
+        self.pct_start, self.div_factor, self.final_div_factor = (
+            pct_start,
+            div_factor,
+            final_div_factor,
+        )
 
     def build(self, optimizer: Optimizer, total_steps: int) -> dict:
         scheduler = OneCycleLR(

@@ -11,7 +11,9 @@ from torch import nn
 from ftlab.errors import FtlabError
 
 
-def read_state_dict(path: str | Path, key: str = "model.backbone.weights_file") -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | Path, key: str = "model.backbone.weights_file"
+) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a torch file (a bare state dict or one under
     'state_dict' / 'model'); `key` names the config key in error messages."""
     path = Path(path).expanduser()
@@ -24,16 +26,25 @@ def read_state_dict(path: str | Path, key: str = "model.backbone.weights_file") 
             return load_file(str(path))
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise FtlabError(f"{key}: cannot read weights from {path}: {str(err).splitlines()[0][:200]}") from None
+        raise FtlabError(
+            f"{key}: cannot read weights from {path}: {str(err).splitlines()[0][:200]}"
+        ) from None
     for nested in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(nested), dict):
             loaded = loaded[nested]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
         raise FtlabError(f"{key}: {path} holds no state dict of tensors")
     return loaded
 
 
-def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_missing: tuple[str, ...] = ()) -> None:
+def load_weights(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    ignore_missing: tuple[str, ...] = (),
+) -> None:
     """Copy `state` into `module`, refusing shape mismatches and missing tensors by name.
 
     Extra tensors in the file (a classifier the backbone dropped) are ignored; `ignore_missing`
@@ -48,7 +59,10 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str,
     missing = [name for name in own if name not in state and not name.startswith(ignore_missing)]
     if mismatched or missing:
         problems = (["shape mismatch: " + ", ".join(mismatched[:3])] if mismatched else []) + (
-            [f"missing: {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else "")]
+            [
+                f"missing: {', '.join(missing[:3])}"
+                + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else "")
+            ]
             if missing
             else []
         )

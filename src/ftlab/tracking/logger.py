@@ -16,7 +16,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 
 class MlflowRunLogger(Logger):
-    def __init__(self, tracking_uri: str, run_id: str, flush_every: int = 200, flush_seconds: float = 5.0) -> None:
+    def __init__(
+        self, tracking_uri: str, run_id: str, flush_every: int = 200, flush_seconds: float = 5.0
+    ) -> None:
         super().__init__()
         self.tracking_uri, self.run_id = tracking_uri, run_id
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
@@ -56,7 +58,10 @@ class MlflowRunLogger(Logger):
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             self._buffer.append(Metric(key, float(value), timestamp, int(step or 0)))
-        if len(self._buffer) >= self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
+        if (
+            len(self._buffer) >= self.flush_every
+            or time.monotonic() - self._last_flush > self.flush_seconds
+        ):
             self.flush()
 
     @rank_zero_only

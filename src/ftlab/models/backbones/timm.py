@@ -30,14 +30,20 @@ class TimmBackbone(Backbone):
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise FtlabError(f"model.backbone.name: timm has no model '{name}'{hint}")
         try:
-            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, drop_path_rate=drop_path_rate)
+            self.model = timm.create_model(
+                name, pretrained=pretrained, num_classes=0, drop_path_rate=drop_path_rate
+            )
         except Exception as err:  # noqa: BLE001 - hub failures come in many types
             raise FtlabError(
                 f"model.backbone.pretrained: cannot fetch '{name}' weights ({str(err).splitlines()[0][:160]}); "
                 "offline, pass model.backbone.weights_file=PATH"
             ) from None
         if weights_file:
-            load_weights(self.model, read_state_dict(weights_file), f"model.backbone.weights_file {weights_file}")
+            load_weights(
+                self.model,
+                read_state_dict(weights_file),
+                f"model.backbone.weights_file {weights_file}",
+            )
         self.out_features = int(self.model.num_features)
         data_config = timm.data.resolve_data_config({}, model=self.model)
         self.normalization = (list(data_config["mean"]), list(data_config["std"]))

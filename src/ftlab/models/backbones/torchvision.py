@@ -27,13 +27,17 @@ def _drop_classifier(model: nn.Module) -> int:
                     width = holder[index].in_features
                     holder[index] = nn.Identity()
                     return width
-    raise FtlabError(f"model.backbone.name: cannot find the classifier of {type(model).__name__} to remove")
+    raise FtlabError(
+        f"model.backbone.name: cannot find the classifier of {type(model).__name__} to remove"
+    )
 
 
 class TorchvisionBackbone(Backbone):
     modality = "image"
 
-    def __init__(self, name: str, weights: str | None = None, weights_file: str | None = None) -> None:
+    def __init__(
+        self, name: str, weights: str | None = None, weights_file: str | None = None
+    ) -> None:
         super().__init__()
         import torchvision
 
@@ -41,7 +45,9 @@ class TorchvisionBackbone(Backbone):
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise FtlabError(f"model.backbone.name: torchvision has no classification model '{name}'{hint}")
+            raise FtlabError(
+                f"model.backbone.name: torchvision has no classification model '{name}'{hint}"
+            )
         try:
             self.model = torchvision.models.get_model(name, weights=weights)
         except Exception as err:  # noqa: BLE001 - bad enum names and hub failures alike
@@ -51,7 +57,11 @@ class TorchvisionBackbone(Backbone):
             ) from None
         self.out_features = _drop_classifier(self.model)
         if weights_file:
-            load_weights(self.model, read_state_dict(weights_file), f"model.backbone.weights_file {weights_file}")
+            load_weights(
+                self.model,
+                read_state_dict(weights_file),
+                f"model.backbone.weights_file {weights_file}",
+            )
         self.normalization = (IMAGENET_MEAN, IMAGENET_STD)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
