@@ -25,6 +25,7 @@ from ftlab.config.setup import prepare_hydra
 from ftlab.errors import FtlabError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks Lightning launches
 
 
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
@@ -45,11 +46,10 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
-    tracking = bool(cfg.logger.get("enabled")) and is_rank_zero
+    tracking = bool(cfg.logger.get("enabled"))
     trainer = builders.build_trainer(
-        cfg, builders.build_callbacks(cfg, with_logger=bool(cfg.logger.get("enabled"))), multirun
+        cfg, builders.build_callbacks(cfg, with_logger=tracking), multirun
     )
-
     if not tracking:
         return _fit_and_test(cfg, trainer, model, datamodule)
 
@@ -58,22 +58,24 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     from ftlab.tracking.store import resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
+    flush_every = cfg.logger.get("flush_every", 200)
+    if not is_rank_zero:
+        # Only rank 0 owns and writes the run; the ranks Lightning launched get its id from the
+        # environment they inherited, so their (silent) logger matches rank 0's.
+        run_id = os.environ.get(DDP_RUN_ID_VARIABLE, "")
+        trainer.loggers = [MlflowRunLogger(tracking_uri, run_id, flush_every)]
+        return _fit_and_test(cfg, trainer, model, datamodule)
+
+    run_name = _run_name(cfg)
     with TrackedRun(
-        tracking_uri, cfg.experiment_name, _run_name(cfg), _tags(cfg), _command_line()
+        tracking_uri, cfg.experiment_name, run_name, _tags(cfg), _command_line()
     ) as run:
+        os.environ[DDP_RUN_ID_VARIABLE] = run.run_id
         run.log_params(_flatten(OmegaConf.to_container(cfg, resolve=True)))
-        run.log_params(
-            {
-                "data.fingerprint": datamodule.fingerprint,
-                **{f"data.size.{k}": v for k, v in datamodule.split_sizes.items()},
-            }
-        )
+        data_facts = {f"data.size.{split}": size for split, size in datamodule.split_sizes.items()}
+        run.log_params({"data.fingerprint": datamodule.fingerprint, **data_facts})
         _log_config_files(run, cfg)
-        trainer.loggers = [
-            MlflowRunLogger(
-                tracking_uri, run.run_id, flush_every=cfg.logger.get("flush_every", 200)
-            )
-        ]
+        trainer.loggers = [MlflowRunLogger(tracking_uri, run.run_id, flush_every)]
         try:
             metrics = _fit_and_test(cfg, trainer, model, datamodule)
         except SystemExit:

@@ -46,6 +46,9 @@ class FineTuneModule(L.LightningModule):
             }
         )
         self.strategy.setup(self)
+        # Pretrained models often load in eval mode and Lightning keeps modes as it finds them:
+        # start in train mode (frozen parts stay in eval, see `train`).
+        self.train()
 
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.head(self.backbone(inputs))

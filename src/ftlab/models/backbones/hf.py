@@ -71,6 +71,9 @@ class HFTextBackbone(Backbone):
         if pooling not in ("mean", "cls"):
             raise FtlabError(f"model.backbone.pooling must be mean or cls (got {pooling})")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         source = resolve_model_source(name)
         try:
@@ -88,6 +91,9 @@ class HFTextBackbone(Backbone):
                 f"model.backbone.name: cannot load '{name}' ({_first_line(err)}); "
                 "give a local directory or a model shipped offline, or go online"
             ) from None
+        if getattr(self.encoder, "pooler", None) is not None:
+            # ftlab pools itself; an unused pooler would break DDP (parameters without gradients).
+            self.encoder.pooler = None
         self.pooling, self.max_length = pooling, max_length
         self.out_features = int(self.encoder.config.hidden_size)
 

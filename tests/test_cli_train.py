@@ -1,0 +1,85 @@
+"""`ftlab train` end to end, through the command line, against the real local MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY_DIGITS, TINY_TEXT, all_runs, local_store, run_ftlab
+
+
+def test_help_lists_subcommands_and_config_groups(workdir: Path) -> None:
+    top = run_ftlab("--help", cwd=workdir)
+    assert top.returncode == 0 and "train" in top.stdout and "ui" in top.stdout
+    train_help = run_ftlab("train", "--help", cwd=workdir)
+    assert train_help.returncode == 0
+    for group in (
+        "data:",
+        "model:",
+        "optimizer:",
+        "scheduler:",
+        "trainer:",
+        "finetune:",
+        "experiment:",
+    ):
+        assert group in train_help.stdout
+
+
+def test_default_shaped_run_is_tracked_and_finished(workdir: Path) -> None:
+    result = run_ftlab("train", *TINY_TEXT, "hydra.run.dir=out", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/mse" in result.stdout and "ftlab ui" in result.stdout
+
+    runs = all_runs(local_store(workdir))
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("tiny_bert-vader-adamw-lr0.0001-")
+    for metric in ("train/loss", "val/loss", "val/pearson", "test/mse", "test/mae", "test/pearson"):
+        assert metric in run.data.metrics
+    assert run.data.params["optimizer.lr"] == "0.0001"
+    assert run.data.params["data.size.train"] == "192"
+    assert len(run.data.params["data.fingerprint"]) == 64
+    client = MlflowClient(local_store(workdir))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", ".hydra"} <= artifacts
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    steps = [m.step for m in history]
+    assert steps == sorted(steps) and len(steps) >= 4
+    assert (workdir / "out" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_ddp_cpu_trains_two_processes_into_one_run(workdir: Path) -> None:
+    result = run_ftlab("train", *TINY_TEXT, "trainer=ddp_cpu", "hydra.run.dir=out", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = all_runs(local_store(workdir))
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert "test/mse" in runs[0].data.metrics
+    assert (
+        "trainer.devices" in runs[0].data.params and runs[0].data.params["trainer.devices"] == "2"
+    )
+
+
+def test_digits_pretrain_then_finetune_from_its_checkpoint(workdir: Path) -> None:
+    pretrain = run_ftlab(
+        "train", "experiment=digits_pretrain", *TINY_DIGITS, "hydra.run.dir=pre", cwd=workdir
+    )
+    assert pretrain.returncode == 0, pretrain.stderr[-3000:]
+    checkpoint = workdir / "pre" / "checkpoints" / "best.ckpt"
+    finetune = run_ftlab(
+        "train",
+        "experiment=digits_finetune",
+        f"model.backbone.path={checkpoint}",
+        "data.max_samples=300",
+        "trainer.max_epochs=2",
+        "hydra.run.dir=fine",
+        cwd=workdir,
+    )
+    assert finetune.returncode == 0, finetune.stderr[-3000:]
+    runs = {r.data.tags["ftlab.experiment"]: r for r in all_runs(local_store(workdir))}
+    assert set(runs) == {"digits_pretrain", "digits_finetune"}
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    # The fine-tuned model saw only digits 5-9, relabelled as five classes.
+    assert runs["digits_finetune"].data.params["data.classes"] == "[5, 6, 7, 8, 9]"
+    assert "test/acc" in runs["digits_finetune"].data.metrics

@@ -1,0 +1,151 @@
+"""Every YAML under conf/ is composed and instantiated: data module, model, optimizer (and the
+part the file itself configures). A new config file without an entry here fails the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from conftest import CONF_DIR
+from ftlab import builders
+from ftlab.config.checks import check_config
+from ftlab.config.setup import prepare_hydra
+from ftlab.errors import FtlabError
+
+TEXT = ["model=tiny_bert", "data.max_samples=64"]
+DIGITS = ["experiment=digits_scratch", "data.max_samples=120", "model.backbone.width=8"]
+IMAGES = ["data=image_folder", "data.root={image_root}", "data.image_size=32", "loss=cross_entropy"]
+
+# conf/ file -> overrides that compose it into a run that can be built on this machine.
+COVERAGE: dict[str, list[str]] = {
+    "train.yaml": TEXT,
+    "hydra/default.yaml": TEXT,
+    "paths/default.yaml": TEXT,
+    "callbacks/default.yaml": TEXT,
+    "logger/mlflow.yaml": TEXT,
+    "logger/none.yaml": [*TEXT, "logger=none"],
+    "data/vader.yaml": TEXT,
+    "data/digits.yaml": DIGITS,
+    "data/image_folder.yaml": [*IMAGES, "model=timm", "model.backbone.name=resnet10t"],
+    "data/csv.yaml": [
+        *TEXT,
+        "data=csv",
+        "data.path={csv_path}",
+        "data.text_column=word",
+        "loss=cross_entropy",
+    ],
+    "model/minilm.yaml": ["model=minilm", "data.max_samples=64"],
+    "model/hf.yaml": ["model=hf", "model.backbone.name={minilm_dir}", "data.max_samples=64"],
+    "model/tiny_bert.yaml": TEXT,
+    "model/timm.yaml": [*IMAGES, "model=timm", "model.backbone.name=resnet10t"],
+    "model/torchvision.yaml": [*IMAGES, "model=torchvision", "model.backbone.name=resnet18"],
+    "model/digits_cnn.yaml": DIGITS,
+    "model/from_checkpoint.yaml": [
+        "experiment=digits_finetune",
+        "model.backbone.path={checkpoint}",
+        "data.max_samples=120",
+    ],
+    "model/head/linear.yaml": TEXT,
+    "model/head/mlp.yaml": [*TEXT, "model/head=mlp"],
+    "loss/mse.yaml": TEXT,
+    "loss/huber.yaml": [*TEXT, "loss=huber"],
+    "loss/cross_entropy.yaml": DIGITS,
+    "loss/bce_with_logits.yaml": [*TEXT, "data.task=polarity", "loss=bce_with_logits"],
+    "optimizer/adamw.yaml": TEXT,
+    "optimizer/adam.yaml": [*TEXT, "optimizer=adam"],
+    "optimizer/sgd.yaml": [*TEXT, "optimizer=sgd", "optimizer.nesterov=true"],
+    "optimizer/rmsprop.yaml": [*TEXT, "optimizer=rmsprop"],
+    "scheduler/cosine.yaml": TEXT,
+    "scheduler/onecycle.yaml": [*TEXT, "scheduler=onecycle"],
+    "scheduler/step.yaml": [*TEXT, "scheduler=step"],
+    "scheduler/none.yaml": [*TEXT, "scheduler=none"],
+    "trainer/default.yaml": [*TEXT, "trainer=default"],
+    "trainer/cpu.yaml": TEXT,
+    "trainer/gpu.yaml": [*TEXT, "trainer=gpu"],
+    "trainer/ddp.yaml": [*TEXT, "trainer=ddp"],
+    "trainer/ddp_cpu.yaml": [*TEXT, "trainer=ddp_cpu"],
+    "finetune/full.yaml": TEXT,
+    "finetune/linear_probe.yaml": [*TEXT, "finetune=linear_probe"],
+    "experiment/vader_regression.yaml": [*TEXT, "experiment=vader_regression"],
+    "experiment/vader_polarity.yaml": [*TEXT, "experiment=vader_polarity"],
+    "experiment/digits_scratch.yaml": DIGITS,
+    "experiment/digits_pretrain.yaml": ["experiment=digits_pretrain", "data.max_samples=120"],
+    "experiment/digits_finetune.yaml": [
+        "experiment=digits_finetune",
+        "model.backbone.path={checkpoint}",
+        "data.max_samples=120",
+    ],
+}
+
+
+def shipped_configs() -> list[str]:
+    return sorted(str(p.relative_to(CONF_DIR)) for p in CONF_DIR.rglob("*.yaml"))
+
+
+def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose `train.yaml` as `ftlab train OVERRIDES` would, with a fixed output directory."""
+    prepare_hydra()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def test_every_shipped_config_is_covered() -> None:
+    assert shipped_configs() == sorted(COVERAGE), "add each new conf/ file to COVERAGE"
+
+
+@pytest.fixture(scope="module")
+def assets(
+    tmp_path_factory: pytest.TempPathFactory,
+    digits_image_folder: Path,
+    vader_csv: Path,
+    digits_checkpoint: Path,
+) -> dict[str, str]:
+    from ftlab.models.backbones.hf import shipped_models
+
+    return {
+        "image_root": str(digits_image_folder),
+        "csv_path": str(vader_csv),
+        "checkpoint": str(digits_checkpoint),
+        "minilm_dir": str(shipped_models()["sentence-transformers/all-MiniLM-L6-v2"]),
+    }
+
+
+@pytest.mark.parametrize("config_file", sorted(COVERAGE))
+def test_config_composes_and_builds(
+    config_file: str, assets: dict[str, str], tmp_path: Path
+) -> None:
+    overrides = [o.format(**assets) for o in COVERAGE[config_file]]
+    cfg = compose_run(overrides, tmp_path)
+    check_config(cfg)
+    datamodule = builders.build_datamodule(cfg)
+    model = builders.build_model(cfg, datamodule)
+    optimizer = instantiate(cfg.optimizer)(model.strategy.param_groups(model, cfg.optimizer.lr))
+    assert (
+        isinstance(optimizer, torch.optim.Optimizer)
+        and optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
+    )
+    if cfg.get("scheduler"):
+        schedule = instantiate(cfg.scheduler).build(optimizer, total_steps=20)
+        assert schedule["interval"] in ("step", "epoch")
+
+    inputs, targets = next(iter(datamodule.train_dataloader()))
+    outputs = model(inputs)
+    assert outputs.shape[0] == len(targets)
+    assert torch.isfinite(model.loss(outputs, targets))
+
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(FtlabError, match="trainer.accelerator=gpu"):
+            builders.build_trainer(cfg, [])
+    else:
+        trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=True))
+        assert trainer.max_epochs == cfg.trainer.max_epochs
