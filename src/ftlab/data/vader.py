@@ -1,5 +1,5 @@
-"""The VADER sentiment lexicon (vaderSentiment package): 7,519 tokens with the mean valence of
-ten human ratings, from -3.9 to 3.4. Real, small, offline: the default fine-tuning task."""
+"""The VADER sentiment lexicon (vaderSentiment package): 7,520 entries (7,506 distinct tokens) with
+the mean valence of ten human ratings, from -3.9 to 3.4. Real, small, offline: the default task."""
 
 from __future__ import annotations
 
@@ -18,14 +18,21 @@ def lexicon_text() -> str:
 
 
 def parse_lexicon(text: str) -> tuple[list[str], np.ndarray]:
-    """(tokens, mean valences) from the tab-separated lexicon: token, mean, std, ratings."""
-    tokens, valences = [], []
+    """(tokens, mean valences) from the tab-separated lexicon: token, mean, std, ratings.
+
+    The file lists 14 tokens twice (e.g. "lol", "ok"), each time with its own ten ratings. They
+    are merged into one example with the mean of both panels, so a word can never sit in the
+    training and the test split at once.
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for line in text.splitlines():
         fields = line.split("\t")
         if len(fields) >= 2 and fields[0]:
-            tokens.append(fields[0])
-            valences.append(float(fields[1]))
-    return tokens, np.asarray(valences, dtype=np.float32)
+            sums[fields[0]] = sums.get(fields[0], 0.0) + float(fields[1])
+            counts[fields[0]] = counts.get(fields[0], 0) + 1
+    tokens = list(sums)
+    return tokens, np.asarray([sums[t] / counts[t] for t in tokens], dtype=np.float32)
 
 
 class VaderDataModule(SplitDataModule):
