@@ -35,7 +35,7 @@ def quiet_lightning() -> None:
                 logger.propagate = True
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # ftlab keeps frozen parts in eval mode on purpose (finetune strategies).
-    warnings.filterwarnings("ignore", message=".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=".*on epoch level in distributed setting.*")
