@@ -25,6 +25,7 @@ TINY_DIGITS = [
     "trainer.log_every_n_steps=2",
     "model.backbone.width=8",
 ]
+TINY_DIGITS_RUN = ["experiment=digits_scratch", *TINY_DIGITS]
 
 
 def cli_env() -> dict[str, str]:
@@ -127,3 +128,78 @@ def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return workdir / "out" / "checkpoints" / "best.ckpt"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process, seconds: float = 90) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the MLflow server exited early"
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not become healthy in {seconds} s")
+
+
+def stop_process_group(process) -> None:
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` on 127.0.0.1: SQLite backend, proxied artifacts; stopped by PID."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        env=cli_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        yield url
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def logged_digits_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(model URI, tracking URI) of a tiny digits run logged to a local store."""
+    workdir = tmp_path_factory.mktemp("logged_model")
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", "hydra.run.dir=out", cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = all_runs(local_store(workdir))
+    return run.data.tags["ftlab.model_uri"], local_store(workdir)

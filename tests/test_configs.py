@@ -51,6 +51,13 @@ COVERAGE: dict[str, list[str]] = {
         "model.backbone.path={checkpoint}",
         "data.max_samples=120",
     ],
+    "model/from_mlflow.yaml": [
+        "experiment=digits_scratch",
+        "model=from_mlflow",
+        "model.backbone.uri={model_uri}",
+        "logger.tracking_uri={tracking_uri}",
+        "data.max_samples=120",
+    ],
     "model/head/linear.yaml": TEXT,
     "model/head/mlp.yaml": [*TEXT, "model/head=mlp"],
     "loss/mse.yaml": TEXT,
@@ -105,10 +112,10 @@ def test_every_shipped_config_is_covered() -> None:
 
 @pytest.fixture(scope="module")
 def assets(
-    tmp_path_factory: pytest.TempPathFactory,
     digits_image_folder: Path,
     vader_csv: Path,
     digits_checkpoint: Path,
+    logged_digits_model: tuple[str, str],
 ) -> dict[str, str]:
     from ftlab.models.backbones.hf import shipped_models
 
@@ -116,6 +123,8 @@ def assets(
         "image_root": str(digits_image_folder),
         "csv_path": str(vader_csv),
         "checkpoint": str(digits_checkpoint),
+        "model_uri": logged_digits_model[0],
+        "tracking_uri": logged_digits_model[1],
         "minilm_dir": str(shipped_models()["sentence-transformers/all-MiniLM-L6-v2"]),
     }
 

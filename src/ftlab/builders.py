@@ -18,7 +18,7 @@ from ftlab.errors import FtlabError
 from ftlab.models.module import FineTuneModule
 
 # Callbacks that only make sense with a logger.
-_LOGGER_CALLBACKS = {"learning_rate_monitor"}
+_LOGGER_CALLBACKS = {"learning_rate_monitor", "throughput"}
 
 
 def build_datamodule(cfg: DictConfig) -> SplitDataModule:
@@ -34,9 +34,15 @@ def build_model(cfg: DictConfig, datamodule: SplitDataModule) -> FineTuneModule:
     loss.check_fits(datamodule.task, datamodule.num_classes)
     backbone = instantiate(cfg.model.backbone)
     datamodule.bind_inputs(backbone.preprocessor(), backbone.modality, backbone.normalization)
-    head = instantiate(cfg.model.head)(
+    head_config = {
+        k: v
+        for k, v in OmegaConf.to_container(cfg.model.head, resolve=True).items()
+        if k != "_partial_"
+    }
+    head_config.update(
         in_features=backbone.out_features, out_features=loss.num_outputs(datamodule.num_classes)
     )
+    head = instantiate(head_config)
     scheduler_cfg = cfg.get("scheduler")
     backbone_config = getattr(backbone, "source_config", None) or OmegaConf.to_container(
         cfg.model.backbone, resolve=True
@@ -50,6 +56,7 @@ def build_model(cfg: DictConfig, datamodule: SplitDataModule) -> FineTuneModule:
         strategy=instantiate(cfg.finetune),
         num_classes=datamodule.num_classes,
         backbone_config=backbone_config,
+        head_config=head_config,
     )
 
 

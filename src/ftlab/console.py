@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 from omegaconf import DictConfig, OmegaConf
@@ -33,6 +34,9 @@ def quiet_lightning() -> None:
                 # Hydra's root handlers already print (and write train.log): print once.
                 logger.removeHandler(handler)
                 logger.propagate = True
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # ftlab keeps frozen parts in eval mode on purpose (finetune strategies).
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

@@ -7,18 +7,14 @@ can re-execute the very same command line for each extra rank.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
-import uuid
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ftlab import __version__
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
 from ftlab.config.setup import prepare_hydra
@@ -30,15 +26,24 @@ DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks 
 
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     """Fine-tune as configured; return the final metrics (test, else validation)."""
+    # Every input is checked and every object built before a tracked run exists:
+    # bad input fails here with one line and leaves nothing behind in MLflow.
+    check_config(cfg)
+    tracking = bool(cfg.logger.get("enabled"))
+    if tracking:
+        from ftlab.tracking.run import check_reachable
+        from ftlab.tracking.store import resolve_tracking_uri
+
+        tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
+        check_reachable(tracking_uri)
+
+    # Heavy imports only once the cheap checks passed.
     import lightning.pytorch as L
     from lightning.pytorch.utilities import rank_zero_only
 
     from ftlab import builders
     from ftlab.console import print_config, quiet_lightning
 
-    # Every input is checked and every object built before a tracked run exists:
-    # bad input fails here with one line and leaves nothing behind in MLflow.
-    check_config(cfg)
     quiet_lightning()
     is_rank_zero = rank_zero_only.rank == 0
     if is_rank_zero:
@@ -46,7 +51,6 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
-    tracking = bool(cfg.logger.get("enabled"))
     trainer = builders.build_trainer(
         cfg, builders.build_callbacks(cfg, with_logger=tracking), multirun
     )
@@ -55,9 +59,7 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
 
     from ftlab.tracking.logger import MlflowRunLogger
     from ftlab.tracking.run import TrackedRun
-    from ftlab.tracking.store import resolve_tracking_uri
 
-    tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
     flush_every = cfg.logger.get("flush_every", 200)
     if not is_rank_zero:
         # Only rank 0 owns and writes the run; the ranks Lightning launched get its id from the
@@ -66,23 +68,27 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
         trainer.loggers = [MlflowRunLogger(tracking_uri, run_id, flush_every)]
         return _fit_and_test(cfg, trainer, model, datamodule)
 
-    run_name = _run_name(cfg)
+    from ftlab.tracking.record import command_line, record_end, record_start, run_name, run_tags
+
+    choices = _choices()
+    name = run_name(cfg, choices.get("optimizer"))
     with TrackedRun(
-        tracking_uri, cfg.experiment_name, run_name, _tags(cfg), _command_line()
+        tracking_uri, cfg.experiment_name, name, run_tags(cfg, choices), command_line()
     ) as run:
         os.environ[DDP_RUN_ID_VARIABLE] = run.run_id
-        run.log_params(_flatten(OmegaConf.to_container(cfg, resolve=True)))
-        data_facts = {f"data.size.{split}": size for split, size in datamodule.split_sizes.items()}
-        run.log_params({"data.fingerprint": datamodule.fingerprint, **data_facts})
-        _log_config_files(run, cfg)
+        record_start(run, cfg, datamodule)
         trainer.loggers = [MlflowRunLogger(tracking_uri, run.run_id, flush_every)]
+        if cfg.logger.get("system_metrics", True):
+            run.start_system_metrics(cfg.logger.get("system_metrics_interval", 10))
         try:
             metrics = _fit_and_test(cfg, trainer, model, datamodule)
         except SystemExit:
             if trainer.interrupted:
                 run.mark_interrupted()
             raise
-        _print_ui_hint(run)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        facts = record_end(run, cfg, model, datamodule, best or None)
+        _print_ui_hint(run, facts)
     return metrics
 
 
@@ -107,61 +113,33 @@ def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) ->
     return metrics
 
 
-def _run_name(cfg: DictConfig) -> str:
-    if cfg.get("run_name"):
-        return str(cfg.run_name)
-    optimizer = _choice("optimizer") or str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
-    return f"{cfg.model.name}-{cfg.data.name}-{optimizer}-lr{cfg.optimizer.lr:g}-{uuid.uuid4().hex[:6]}"
-
-
-def _tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {
-        "ftlab.version": __version__,
-        "ftlab.seed": str(cfg.seed),
-        "ftlab.model": str(cfg.model.name),
-        "ftlab.data": str(cfg.data.name),
-        "ftlab.finetune": str(cfg.finetune.name),
-        "ftlab.experiment": _choice("experiment") or "",
-        "ftlab.output_dir": str(cfg.paths.output_dir),
-    }
-    optimizer = _choice("optimizer")
-    if optimizer:
-        tags["ftlab.optimizer"] = optimizer
-    return tags
-
-
-def _choice(group: str) -> str | None:
+def _choices() -> dict[str, str]:
+    """The group options Hydra picked (`optimizer` -> `adamw`); {} outside a Hydra app."""
     if not HydraConfig.initialized():
-        return None
-    choice = HydraConfig.get().runtime.choices.get(group)
-    return str(choice) if choice is not None else None
+        return {}
+    return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
 
 
-def _command_line() -> str:
-    return "ftlab train " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+def _print_ui_hint(run: Any, facts: dict[str, str]) -> None:
+    lines = [f"\nRun {run.run_name} ({run.run_id}) is in {run.tracking_uri}"]
+    if "model_uri" in facts:
+        lines.append(f"Model: mlflow.pyfunc.load_model({facts['model_uri']!r}).predict(...)")
+    if "registered" in facts:
+        lines.append(f"Registered: {facts['registered']}")
+    link = f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs?workflowType=machine_learning"
+    lines.append(f"Open it: ftlab ui, then {link}")
+    print("\n".join(lines))
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): tree}
-
-
-def _log_config_files(run: Any, cfg: DictConfig) -> None:
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    hydra_dir = Path(cfg.paths.output_dir) / ".hydra"
-    if hydra_dir.is_dir():
-        run.log_artifact(hydra_dir, ".hydra")
-
-
-def _print_ui_hint(run: Any) -> None:
-    print(
-        f"\nRun {run.run_name} ({run.run_id}) is in {run.tracking_uri}\n"
-        f"Open it: ftlab ui, then http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs?workflowType=machine_learning"
-    )
+def _user_error(err: BaseException | None) -> FtlabError | None:
+    """The FtlabError behind `err`, also when Hydra's instantiate wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, FtlabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _is_multirun() -> bool:
@@ -176,10 +154,11 @@ def main(cfg: DictConfig) -> float | None:
     multirun = _is_multirun()
     try:
         metrics = train(cfg, multirun=multirun)
-    except FtlabError as err:
-        if multirun:
+    except Exception as err:
+        user_error = _user_error(err)
+        if user_error is None or multirun:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
     return metrics.get(str(cfg.monitor.metric).replace("val/", "test/")) if metrics else None
 

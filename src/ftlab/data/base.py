@@ -178,6 +178,14 @@ class SplitDataModule(L.LightningDataModule):
         examples = [self.data.examples[i] for i in indices]
         return _Examples(examples, self.data.targets[indices], self.transform(split))
 
+    def model_inputs(self, split: str) -> tuple[list[Any], np.ndarray]:
+        """A split as the logged model takes it: strings, or image tensors before normalization."""
+        indices = self._splits[split]
+        return [self.raw_input(self.data.examples[i]) for i in indices], self.data.targets[indices]
+
+    def raw_input(self, example: Any) -> Any:
+        return example
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if self._inputs_fn is None:
             raise RuntimeError("bind_inputs must be called with the backbone's preprocessing first")

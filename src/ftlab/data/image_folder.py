@@ -84,6 +84,15 @@ class ImageFolderDataModule(SplitDataModule):
         splits["train"] = train
         return splits
 
+    def raw_input(self, example: str):
+        """The file as the evaluation transform sees it, without normalization (C, H, W in [0, 1])."""
+        from torchvision import transforms as T
+
+        resize = T.Compose(
+            [T.Resize(self.resize_size), T.CenterCrop(self.image_size), T.ToTensor()]
+        )
+        return resize(_load_rgb(example))
+
     def transform(self, split: str) -> Callable:
         from torchvision import transforms as T
 

@@ -32,13 +32,16 @@ class FineTuneModule(L.LightningModule):
         strategy: Strategy | None = None,
         num_classes: int | None = None,
         backbone_config: dict[str, Any] | None = None,
+        head_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.loss = backbone, head, loss
         self.optimizer_factory, self.schedule = optimizer, schedule
         self.strategy = strategy or Full()
         self.task, self.num_classes = loss.task, num_classes
+        # The recipes that rebuild backbone and head from files (checkpoints, the MLflow model).
         self.backbone_config = backbone_config or {}
+        self.head_config = head_config or {}
         self.metrics = nn.ModuleDict(
             {
                 f"{stage}_metrics": task_metrics(self.task, num_classes, f"{stage}/")

@@ -49,14 +49,28 @@ class TrackedRun:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._previous_sigterm: Any = None
+        self._interrupted = False
+        self._system_monitor: Any = None
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> TrackedRun:
+        check_reachable(self.tracking_uri)
         self.experiment_id = self._experiment_id()
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id
         self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
+
+    def start_system_metrics(self, interval_s: float) -> None:
+        """CPU, memory (and GPU when present) sampled by MLflow into this run as system/*."""
+        import mlflow
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        mlflow.set_tracking_uri(self.tracking_uri)  # the monitor logs through the default client
+        self._system_monitor = SystemMetricsMonitor(
+            self.run_id, sampling_interval=interval_s, samples_before_logging=1
+        )
+        self._system_monitor.start()
 
     def __exit__(
         self,
@@ -65,6 +79,8 @@ class TrackedRun:
         tb: TracebackType | None,
     ) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        if self._system_monitor is not None:
+            self._system_monitor.finish()
         if kind is None or (
             issubclass(kind, SystemExit) and getattr(error, "code", 1) in (0, None)
         ):
@@ -77,8 +93,6 @@ class TrackedRun:
             status = "FAILED"
             self._log_traceback(kind, error, tb)
         self.client.set_terminated(self.run_id, status=status)
-
-    _interrupted = False
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self._interrupted = True
@@ -139,6 +153,9 @@ class TrackedRun:
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
     def log_artifacts(self, paths: Iterable[tuple[str | Path, str | None]]) -> None:
         for path, artifact_path in paths:
             self.log_artifact(path, artifact_path)
@@ -159,6 +176,26 @@ class TrackedRun:
         except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
                 handle.write(text)
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail within seconds, naming the URI, when a tracking server does not answer (MLflow's
+    own client retries for minutes)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server without /health or behind auth still exists
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise FtlabError(
+            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); set logger.tracking_uri or MLFLOW_TRACKING_URI, or use logger=none"
+        ) from None
 
 
 def _param_value(value: Any) -> str:

@@ -104,6 +104,13 @@ class HFTextBackbone(Backbone):
         mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
+    def save_files(self, directory: Path, reference: str) -> dict[str, Any]:
+        """Write the tokenizer and architecture so the model rebuilds from these files alone;
+        returns the config changes that point the backbone at them."""
+        self.tokenizer.save_pretrained(directory)
+        self.encoder.config.save_pretrained(directory)
+        return {"name": reference, "pretrained": False, "config_overrides": None}
+
     def preprocessor(self) -> TextPreprocessor:
         return TextPreprocessor(self.tokenizer, self.max_length)
 

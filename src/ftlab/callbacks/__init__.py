@@ -1,0 +1,1 @@
+"""Lightning callbacks ftlab adds to every run."""

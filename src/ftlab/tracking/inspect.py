@@ -1,0 +1,141 @@
+"""`ftlab runs` and `ftlab compare`: the store, read from a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftlab.errors import FtlabError
+from ftlab.tracking.store import resolve_tracking_uri
+
+KEY_PARAMS = {
+    "optimizer._target_": "optimizer",
+    "optimizer.lr": "lr",
+    "finetune.name": "finetune",
+    "trainer.max_epochs": "epochs",
+}
+# Paths differ between any two runs and say nothing about them.
+_HIDDEN_PARAMS = ("paths.", "hydra.", "callbacks.model_checkpoint.dirpath")
+
+
+def _client(tracking_uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(resolve_tracking_uri(tracking_uri))
+
+
+def find_runs(
+    tracking_uri: str | None, experiment: str | None, sort: str | None, limit: int
+) -> list[Any]:
+    from mlflow.entities import ViewType
+
+    client = _client(tracking_uri)
+    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    if experiment:
+        experiments = [e for e in experiments if e.name == experiment]
+        if not experiments:
+            raise FtlabError(f"--experiment: no experiment named '{experiment}'")
+    if not experiments:
+        return []
+    order = (
+        [f"metrics.`{sort}` {'DESC' if _higher_is_better(sort) else 'ASC'}"]
+        if sort
+        else ["attributes.start_time DESC"]
+    )
+    return client.search_runs(
+        [e.experiment_id for e in experiments], order_by=order, max_results=limit
+    )
+
+
+def _higher_is_better(metric: str) -> bool:
+    return any(word in metric for word in ("acc", "f1", "pearson", "auroc", "r2"))
+
+
+def resolve_run(client: Any, run_ref: str) -> Any:
+    """A run by id, or by its (unique) run name."""
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_ref)
+    except MlflowException:
+        pass
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    matches = (
+        client.search_runs(ids, filter_string=f"attributes.run_name = '{run_ref}'") if ids else []
+    )
+    if len(matches) != 1:
+        raise FtlabError(
+            f"run '{run_ref}': {'no run' if not matches else 'several runs'} with that id or name"
+        )
+    return matches[0]
+
+
+def print_runs(runs: list[Any], sort: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metric_names = sorted({k for r in runs for k in r.data.metrics if k.startswith("test/")}) or [
+        "val/loss"
+    ]
+    if sort and sort not in metric_names:
+        metric_names.insert(0, sort)
+    table = Table(title=f"{len(runs)} runs")
+    for column in ("run", "status", *KEY_PARAMS.values(), *metric_names):
+        table.add_column(column)
+    for run in runs:
+        params = [
+            str(run.data.params.get(k, "")).rsplit(".", 1)[-1]
+            if k.endswith("_target_")
+            else str(run.data.params.get(k, ""))
+            for k in KEY_PARAMS
+        ]
+        metrics = [_fmt(run.data.metrics.get(k)) for k in metric_names]
+        table.add_row(run.info.run_name, run.info.status, *params, *metrics)
+    Console(width=200).print(table)
+
+
+def print_comparison(runs: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = [r.info.run_name for r in runs]
+    keys = sorted({k for r in runs for k in r.data.params if not k.startswith(_HIDDEN_PARAMS)})
+    differing = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    params = Table(title=f"config differences ({len(differing)} of {len(keys)} params)")
+    params.add_column("param")
+    for name in names:
+        params.add_column(name)
+    for key in differing:
+        params.add_row(key, *[str(r.data.params.get(key, "—")) for r in runs])
+    metrics = Table(title=f"final metrics (Δ against {names[0]})")
+    metrics.add_column("metric")
+    for name in names:
+        metrics.add_column(name, justify="right")
+    for key in sorted({k for r in runs for k in r.data.metrics if k.startswith(("val/", "test/"))}):
+        base = runs[0].data.metrics.get(key)
+        cells = [_fmt(runs[0].data.metrics.get(key))]
+        for run in runs[1:]:
+            value = run.data.metrics.get(key)
+            delta = f" ({value - base:+.4f})" if value is not None and base is not None else ""
+            cells.append(_fmt(value) + delta)
+        metrics.add_row(key, *cells)
+    console = Console(width=200)
+    console.print(params)
+    console.print(metrics)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def runs_command(
+    tracking_uri: str | None, experiment: str | None, sort: str | None, limit: int
+) -> int:
+    print_runs(find_runs(tracking_uri, experiment, sort, limit), sort)
+    return 0
+
+
+def compare_command(tracking_uri: str | None, run_refs: list[str]) -> int:
+    client = _client(tracking_uri)
+    print_comparison([resolve_run(client, ref) for ref in run_refs])
+    return 0

@@ -1,0 +1,271 @@
+"""What a run records, checked through MlflowClient against a real `mlflow server` and the local
+SQLite store, after running `ftlab train` as a user types it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import FTLAB, TINY_DIGITS_RUN, TINY_TEXT, all_runs, cli_env, local_store, run_ftlab
+
+LONG_NOTE = "a long note that must survive in full; " * 10  # ~390 characters, over Lightning's 250
+SECRET_ENV = {"FTLAB_TEST_API_KEY": "sk-test-0123456789abcdef"}
+
+
+def server_env(url: str, **extra: str) -> dict[str, str]:
+    return {**cli_env(), "MLFLOW_TRACKING_URI": url, **extra}
+
+
+def init_dirty_git_repo(path: Path) -> None:
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "start"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *command], cwd=path, check=True
+        )
+    (path / "notes.txt").write_text("changed\n")
+
+
+@pytest.fixture(scope="module")
+def server_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory):
+    """One tiny tracked run against the server, with a long param and two secrets in the config."""
+    workdir = tmp_path_factory.mktemp("server_run")
+    (workdir / "notes.txt").write_text("original\n")
+    init_dirty_git_repo(workdir)
+    result = run_ftlab(
+        "train", *TINY_TEXT,
+        f"+notes='{LONG_NOTE}'",
+        "+hub.token=hf_abcdefghijklmnop",
+        "+service.url=${oc.env:FTLAB_TEST_API_KEY}",
+        "logger.register_as=tiny_vader",
+        "logger.system_metrics_interval=1",
+        "hydra.run.dir=out",
+        cwd=workdir, env=server_env(mlflow_server, **SECRET_ENV),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    (run,) = all_runs(mlflow_server)
+    return client, run, result
+
+
+def test_params_are_complete_full_length_and_redacted(server_run) -> None:
+    client, run, _ = server_run
+    params = run.data.params
+    assert params["notes"] == LONG_NOTE
+    assert params["hub.token"] == "***redacted***"
+    assert params["service.url"] == "***redacted***"
+    assert len(params) > 80 and params["optimizer._target_"] == "torch.optim.AdamW"
+    assert not any("functools.partial" in v or " object at 0x" in v for v in params.values())
+    config = client.download_artifacts(run.info.run_id, "config.yaml")
+    text = Path(config).read_text()
+    assert "hf_abcdefghijklmnop" not in text and SECRET_ENV["FTLAB_TEST_API_KEY"] not in text
+    overrides = Path(
+        client.download_artifacts(run.info.run_id, ".hydra/overrides.yaml")
+    ).read_text()
+    assert "hf_abcdefghijklmnop" not in overrides and "***redacted***" in overrides
+    assert "hf_abcdefghijklmnop" not in (
+        client.get_run(run.info.run_id).data.tags.get("mlflow.note.content") or ""
+    )
+
+
+def test_identity_tags_and_name(server_run) -> None:
+    _, run, _ = server_run
+    tags = run.data.tags
+    assert run.info.run_name.startswith("tiny_bert-vader-adamw-lr0.0001-")
+    assert (
+        tags["ftlab.model"] == "tiny_bert"
+        and tags["ftlab.optimizer"] == "adamw"
+        and tags["ftlab.seed"] == "42"
+    )
+    assert (
+        len(tags["git.commit"]) == 40
+        and tags["git.branch"] == "main"
+        and tags["git.dirty"] == "true"
+    )
+    assert tags["device.type"] == "cpu" and tags["device.count"] == "1" and tags["host"]
+    assert tags["mlflow.note.content"].startswith("ftlab train model=tiny_bert")
+
+
+def test_artifacts(server_run) -> None:
+    client, run, _ = server_run
+
+    def listing(path: str | None = None) -> set[str]:
+        return {a.path for a in client.list_artifacts(run.info.run_id, path)}
+
+    assert {
+        "config.yaml",
+        ".hydra",
+        "environment",
+        "data",
+        "checkpoints",
+        "test_report",
+    } <= listing()
+    assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"} <= listing(".hydra")
+    assert {"environment/requirements.txt", "environment/git_diff.patch"} <= listing("environment")
+    assert {"test_report/predicted_vs_true.png", "test_report/error_summary.json"} <= listing(
+        "test_report"
+    )
+    assert "checkpoints/best.ckpt" in listing("checkpoints")
+    requirements = Path(
+        client.download_artifacts(run.info.run_id, "environment/requirements.txt")
+    ).read_text()
+    assert "torch==" in requirements and "mlflow==" in requirements
+    diff = Path(
+        client.download_artifacts(run.info.run_id, "environment/git_diff.patch")
+    ).read_text()
+    assert "+changed" in diff
+
+
+def test_metrics_on_the_optimizer_step_axis(server_run) -> None:
+    client, run, _ = server_run
+    metrics = run.data.metrics
+    for key in (
+        "train/loss",
+        "val/loss",
+        "test/mse",
+        "test/pearson",
+        "lr-AdamW/all",
+        "perf/samples_per_s",
+    ):
+        assert key in metrics, key
+    assert any(key.startswith("system/") for key in metrics)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps == sorted(set(steps)) and steps[0] > 0
+    lr_steps = [m.step for m in client.get_metric_history(run.info.run_id, "lr-AdamW/all")]
+    assert len(lr_steps) >= len(steps)
+
+
+def test_logged_model_predicts_on_raw_strings(server_run, mlflow_server: str) -> None:
+    _, run, _ = server_run
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model(run.data.tags["ftlab.model_uri"])
+    predictions = model.predict(["wonderful", "horrible", "table"])
+    assert list(predictions.columns) == ["prediction"] and len(predictions) == 3
+    assert predictions["prediction"].notna().all()
+    assert model.metadata.signature is not None
+
+
+def test_registration_creates_a_version(server_run) -> None:
+    client, run, result = server_run
+    versions = client.search_model_versions("name='tiny_vader'")
+    assert [v.version for v in versions] == ["1"]
+    assert "Registered: tiny_vader version 1" in result.stdout
+
+
+def test_backbone_from_an_earlier_runs_model(
+    server_run, mlflow_server: str, tmp_path: Path
+) -> None:
+    _, run, _ = server_run
+    uri = run.data.tags["ftlab.model_uri"]
+    result = run_ftlab(
+        "train", "model=from_mlflow", f"model.backbone.uri={uri}", "data.max_samples=120",
+        "trainer.max_epochs=1", "logger.log_model=false", "hydra.run.dir=out",
+        cwd=tmp_path, env=server_env(mlflow_server),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    newest = max(all_runs(mlflow_server), key=lambda r: r.info.start_time)
+    assert newest.info.status == "FINISHED"
+    assert newest.data.tags["ftlab.backbone_source"] == uri
+
+
+def test_missing_model_uri_is_a_clear_error(mlflow_server: str, tmp_path: Path) -> None:
+    before = len(all_runs(mlflow_server))
+    result = run_ftlab(
+        "train", "model=from_mlflow", "model.backbone.uri=runs:/0123456789abcdef/model", "hydra.run.dir=out",
+        cwd=tmp_path, env=server_env(mlflow_server),
+    )  # fmt: skip
+    assert (
+        result.returncode == 2
+        and "model.backbone.uri: no MLflow model at runs:/0123456789abcdef/model" in result.stderr
+    )
+    assert len(all_runs(mlflow_server)) == before
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_ftlab("train", *TINY_TEXT, cwd=tmp_path, env=server_env("http://127.0.0.1:9"))
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2 and "http://127.0.0.1:9 is unreachable" in result.stderr
+
+
+def test_failure_ends_failed_with_traceback(workdir: Path) -> None:
+    result = run_ftlab(
+        "train",
+        *TINY_DIGITS_RUN,
+        "trainer.val_check_interval=1000",
+        "hydra.run.dir=out",
+        cwd=workdir,
+    )
+    assert result.returncode != 0
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FAILED"
+    traceback = MlflowClient(local_store(workdir)).download_artifacts(
+        run.info.run_id, "error/traceback.txt"
+    )
+    assert "val_check_interval" in Path(traceback).read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupted_run_ends_killed(workdir: Path, signum: int) -> None:
+    args = [
+        "experiment=digits_scratch",
+        "trainer.max_epochs=500",
+        "hydra.run.dir=out",
+        "logger.log_model=false",
+    ]
+    process = subprocess.Popen(
+        [FTLAB, "train", *args],
+        cwd=workdir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "out" / "checkpoints" / "last.ckpt").exists():  # training is under way
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()[
+                -2000:
+            ]
+            time.sleep(0.5)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "KILLED", output[-2000:]
+
+
+def test_runs_and_compare_commands(workdir: Path) -> None:
+    for lr in ("0.001", "0.01"):
+        result = run_ftlab(
+            "train",
+            *TINY_DIGITS_RUN,
+            f"optimizer.lr={lr}",
+            "logger.log_model=false",
+            f"hydra.run.dir=out{lr}",
+            cwd=workdir,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    listing = run_ftlab("runs", "--sort", "test/acc", cwd=workdir)
+    assert listing.returncode == 0 and "2 runs" in listing.stdout and "test/acc" in listing.stdout
+    names = [r.info.run_name for r in all_runs(local_store(workdir))]
+    compared = run_ftlab("compare", *names, cwd=workdir)
+    assert compared.returncode == 0
+    assert (
+        "optimizer.lr" in compared.stdout
+        and "0.001" in compared.stdout
+        and "0.01" in compared.stdout
+    )
+    assert "test/acc" in compared.stdout
+    unknown = run_ftlab("compare", names[0], "no-such-run", cwd=workdir)
+    assert unknown.returncode == 2 and "run 'no-such-run': no run" in unknown.stderr
+    frame = pd.DataFrame([r.data.metrics for r in all_runs(local_store(workdir))])
+    assert frame["test/acc"].notna().all()
