@@ -37,8 +37,8 @@ format: setup
 ui: setup  ## the MLflow UI on ./mlruns at http://127.0.0.1:5000
 	$(BIN)/ftlab ui
 
-bench: setup  ## benchmarks/: speed and memory figures, side by side
-	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+bench: setup  ## benchmarks/: speed figures, both sides in one run; JSON in benchmarks/results/
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 constraints: setup  ## re-pin constraints.txt to what .venv holds now
 	( echo "# Exact versions ftlab is tested with (pip install -c constraints.txt ...). Regenerate: make constraints"; \

@@ -269,3 +269,30 @@ def test_runs_and_compare_commands(workdir: Path) -> None:
     assert unknown.returncode == 2 and "run 'no-such-run': no run" in unknown.stderr
     frame = pd.DataFrame([r.data.metrics for r in all_runs(local_store(workdir))])
     assert frame["test/acc"].notna().all()
+
+
+def test_logged_image_model_predicts_on_arrays(logged_digits_model: tuple[str, str]) -> None:
+    from sklearn.datasets import load_digits
+
+    model_uri, tracking_uri = logged_digits_model
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    images = (load_digits().images[:6] / 16.0).astype("float32")[:, None]  # (N, 1, 8, 8) in [0, 1]
+    predictions = model.predict(images)
+    assert list(predictions.columns) == ["label", *[f"prob_{d}" for d in range(10)]]
+    assert predictions.filter(like="prob_").sum(axis=1).round(5).eq(1).all()
+    assert set(predictions["label"]) <= {str(d) for d in range(10)}
+
+
+def test_deleted_experiment_is_a_clear_error(workdir: Path) -> None:
+    store = local_store(workdir)
+    (workdir / "mlruns").mkdir()
+    client = MlflowClient(store)
+    client.delete_experiment(client.create_experiment("digits_scratch"))
+    result = run_ftlab("train", *TINY_DIGITS_RUN, "hydra.run.dir=out", cwd=workdir)
+    assert result.returncode == 2
+    assert (
+        "experiment 'digits_scratch' is deleted" in result.stderr
+        and "mlflow experiments restore" in result.stderr
+    )
+    assert all_runs(store) == []
