@@ -79,6 +79,8 @@ COVERAGE: dict[str, list[str]] = {
     "trainer/ddp_cpu.yaml": [*TEXT, "trainer=ddp_cpu"],
     "finetune/full.yaml": TEXT,
     "finetune/linear_probe.yaml": [*TEXT, "finetune=linear_probe"],
+    "hparams_search/lr_optimizer.yaml": [*TEXT, "hparams_search=lr_optimizer"],
+    "hparams_search/lr_optimizer_batch_wd.yaml": [*TEXT, "hparams_search=lr_optimizer_batch_wd"],
     "experiment/vader_regression.yaml": [*TEXT, "experiment=vader_regression"],
     "experiment/vader_polarity.yaml": [*TEXT, "experiment=vader_polarity"],
     "experiment/digits_scratch.yaml": DIGITS,
@@ -158,3 +160,25 @@ def test_config_composes_and_builds(
     else:
         trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=True))
         assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("preset", ["lr_optimizer", "lr_optimizer_batch_wd"])
+def test_sweep_presets_build_sweeper_and_search_space(preset: str) -> None:
+    from ftlab.sweep.space import parse_space
+
+    prepare_hydra()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[*TEXT, f"hparams_search={preset}"],
+            return_hydra_config=True,
+        )
+    sweeper_cfg = cfg.hydra.sweeper
+    assert sweeper_cfg._target_.endswith("FtlabOptunaSweeper")
+    sweeper = instantiate(sweeper_cfg)
+    space = parse_space(sweeper.params, sweeper.conditional_params)
+    keys = [key for key, _, _ in space.params]
+    assert {"optimizer", "optimizer.lr", "optimizer.momentum"} <= set(keys)
+    if preset == "lr_optimizer_batch_wd":
+        assert {"data.batch_size", "optimizer.weight_decay"} <= set(keys)

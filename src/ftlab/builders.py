@@ -77,17 +77,21 @@ def build_trainer(
         raise FtlabError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer=cpu"
         )
-    if multirun and _relaunches_script(cfg.trainer.strategy):
-        raise FtlabError(
-            "trainer.strategy: 'ddp' relaunches the command line per rank, which under -m reruns the whole "
-            "sweep with other hyperparameters on each rank; use trainer.strategy=ddp_spawn in sweeps"
-        )
+    if multirun and relaunches_script(cfg.trainer.strategy):
+        raise FtlabError(RELAUNCH_MESSAGE)
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=False, default_root_dir=cfg.paths.output_dir
     )
 
 
-def _relaunches_script(strategy: Any) -> bool:
+RELAUNCH_MESSAGE = (
+    "trainer.strategy: 'ddp' relaunches the command line per rank, which under -m reruns the whole "
+    "sweep with other hyperparameters on each rank; use trainer.strategy=ddp_spawn in sweeps"
+)
+
+
+def relaunches_script(strategy: Any) -> bool:
+    """True for strategies whose extra ranks re-execute the command line (Lightning's `ddp`)."""
     if isinstance(strategy, str):
         return strategy.startswith("ddp") and "spawn" not in strategy and "fork" not in strategy
     if isinstance(strategy, DictConfig):

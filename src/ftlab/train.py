@@ -24,8 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks Lightning launches
 
 
-def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
-    """Fine-tune as configured; return the final metrics (test, else validation)."""
+def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
+    """Fine-tune as configured. Returns the objective for sweeps (`value`: best monitored score,
+    `pruned_at_epoch`) and the final `metrics`."""
     # Every input is checked and every object built before a tracked run exists:
     # bad input fails here with one line and leaves nothing behind in MLflow.
     check_config(cfg)
@@ -46,14 +47,15 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
 
     quiet_lightning()
     is_rank_zero = rank_zero_only.rank == 0
-    if is_rank_zero:
+    in_sweep = bool(cfg.get("optuna_trial"))
+    if is_rank_zero and not in_sweep:  # a sweep prints one line per trial instead
         print_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
-    trainer = builders.build_trainer(
-        cfg, builders.build_callbacks(cfg, with_logger=tracking), multirun
-    )
+    callbacks = builders.build_callbacks(cfg, with_logger=tracking)
+    pruning = _trial_pruning(cfg)
+    trainer = builders.build_trainer(cfg, callbacks + ([pruning] if pruning else []), multirun)
     if not tracking:
         return _fit_and_test(cfg, trainer, model, datamodule)
 
@@ -81,18 +83,49 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, float]:
         if cfg.logger.get("system_metrics", True):
             run.start_system_metrics(cfg.logger.get("system_metrics_interval", 10))
         try:
-            metrics = _fit_and_test(cfg, trainer, model, datamodule)
+            result = _fit_and_test(cfg, trainer, model, datamodule)
         except SystemExit:
             if trainer.interrupted:
                 run.mark_interrupted()
             raise
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        if pruning is not None:
+            state = "PRUNED" if pruning.pruned_at_epoch is not None else "COMPLETE"
+            run.set_tags(
+                {"ftlab.trial_state": state, "ftlab.pruned_at_epoch": pruning.pruned_at_epoch}
+            )
         facts = record_end(run, cfg, model, datamodule, best or None)
-        _print_ui_hint(run, facts)
-    return metrics
+        if not in_sweep:
+            _print_ui_hint(run, facts)
+    return result
 
 
-def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) -> dict[str, float]:
+def _trial_pruning(cfg: DictConfig) -> Any:
+    """In a sweep job, the callback that reports to the Optuna trial and stops when pruned."""
+    trial = cfg.get("optuna_trial")
+    if not trial:
+        return None
+    from ftlab.sweep.trial_link import TrialPruning
+
+    return TrialPruning(
+        str(trial.study), str(trial.storage), int(trial.trial_id), str(cfg.monitor.metric)
+    )
+
+
+def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+    """What a sweep job returns: the best monitored value and whether it was pruned."""
+    checkpoint = trainer.checkpoint_callback
+    score = checkpoint.best_model_score if checkpoint is not None else None
+    value = float(score) if score is not None else metrics.get(str(cfg.monitor.metric))
+    pruning = next((c for c in trainer.callbacks if type(c).__name__ == "TrialPruning"), None)
+    return {
+        "value": value,
+        "pruned_at_epoch": getattr(pruning, "pruned_at_epoch", None),
+        "metrics": metrics,
+    }
+
+
+def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) -> dict[str, Any]:
     from ftlab.console import print_results
 
     trainer.fit(model, datamodule=datamodule)
@@ -107,10 +140,10 @@ def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) ->
     }
     for logger in trainer.loggers:
         logger.finalize("success")
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not cfg.get("optuna_trial"):
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if has_best else "final metrics", shown)
-    return metrics
+    return _objective(cfg, trainer, metrics)
 
 
 def _choices() -> dict[str, str]:
@@ -150,17 +183,18 @@ prepare_hydra()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> Any:
     multirun = _is_multirun()
     try:
-        metrics = train(cfg, multirun=multirun)
+        result = train(cfg, multirun=multirun)
     except Exception as err:
         user_error = _user_error(err)
         if user_error is None or multirun:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
-    return metrics.get(str(cfg.monitor.metric).replace("val/", "test/")) if metrics else None
+    # Sweepers read the objective from the job's return value.
+    return result if multirun else result["value"]
 
 
 if __name__ == "__main__":

@@ -47,6 +47,17 @@ def run_tags(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
     }
     tags.update(git_state(cfg.paths.root_dir))
     tags.update(machine_tags(str(cfg.trainer.accelerator), cfg.trainer.devices))
+    trial = cfg.get("optuna_trial")
+    if trial:
+        tags.update(
+            {
+                "mlflow.parentRunId": str(trial.get("parent_run_id") or ""),
+                "ftlab.study": str(trial.study),
+            }
+        )
+        tags.update({"ftlab.trial_number": str(trial.number), "ftlab.trial_state": "RUNNING"})
+        if not trial.get("parent_run_id"):
+            del tags["mlflow.parentRunId"]
     source = cfg.model.backbone.get("uri") or cfg.model.backbone.get("path")
     if source:
         tags["ftlab.backbone_source"] = str(source)  # lineage: the run this backbone came from

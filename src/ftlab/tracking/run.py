@@ -103,19 +103,7 @@ class TrackedRun:
         self._interrupted = True
 
     def _experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            return self.client.create_experiment(
-                self.experiment_name,
-                artifact_location=_experiment_artifacts(self.tracking_uri, self.experiment_name),
-                tags=dict([EXPERIMENT_KIND_TAG]),
-            )
-        if experiment.lifecycle_stage == "deleted":
-            raise FtlabError(
-                f"experiment_name: experiment '{self.experiment_name}' is deleted in {self.tracking_uri}; "
-                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
-            )
-        return experiment.experiment_id
+        return ensure_experiment(self.client, self.tracking_uri, self.experiment_name)
 
     # ------------------------------------------------------------ writing
     def log_params(self, params: dict[str, Any]) -> None:
@@ -176,6 +164,24 @@ class TrackedRun:
         except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
                 handle.write(text)
+
+
+def ensure_experiment(client: Any, tracking_uri: str, name: str) -> str:
+    """The id of experiment `name`, created (with ftlab's artifact location and the
+    model-training kind tag) when missing; a deleted one is a clear error."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(
+            name,
+            artifact_location=_experiment_artifacts(tracking_uri, name),
+            tags=dict([EXPERIMENT_KIND_TAG]),
+        )
+    if experiment.lifecycle_stage == "deleted":
+        raise FtlabError(
+            f"experiment_name: experiment '{name}' is deleted in {tracking_uri}; restore it "
+            f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
+        )
+    return experiment.experiment_id
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:

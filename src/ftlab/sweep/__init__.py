@@ -1,0 +1,1 @@
+"""Optuna sweeps driven from Hydra: the search space, the sweeper, and the job's link to its trial."""

@@ -1,0 +1,357 @@
+"""ftlab's Hydra sweeper on Optuna 5: ask a trial, launch its job through Hydra's launcher, tell
+the result. The job reaches its trial through the storage (not memory), so pruning works with
+any launcher and several worker processes can share one study.
+
+Selected with `hydra/sweeper=ftlab_optuna` (the `hparams_search/*` presets do it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from ftlab.builders import RELAUNCH_MESSAGE, relaunches_script
+from ftlab.errors import FtlabError
+from ftlab.sweep import report
+from ftlab.sweep.space import SearchSpace, as_override, parse_space
+from ftlab.sweep.storage import default_storage_url, lock_path, make_storage
+from ftlab.sweep.trial_link import TRIAL_KEY
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def build_sampler(
+    settings: dict[str, Any], seed_offset: int, space: SearchSpace | None = None
+) -> optuna.samplers.BaseSampler:
+    """TPE (default), random, grid or QMC. The seed moves on with the study's size, so a resumed
+    sweep proposes new points instead of replaying the first ones."""
+    name = settings.get("name", "tpe")
+    seed = settings.get("seed")
+    seed = None if seed is None else int(seed) + seed_offset
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=int(settings.get("n_startup_trials", 5))
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "grid":
+        grid = settings.get("search_space") or (space.grid() if space is not None else None)
+        if not grid:
+            raise FtlabError(
+                "hydra.sweeper.sampler: grid needs choice() params or sampler.search_space"
+            )
+        return optuna.samplers.GridSampler(dict(grid), seed=seed)
+    raise FtlabError(
+        f"hydra.sweeper.sampler.name: unknown sampler '{name}' (tpe, random, grid, qmc)"
+    )
+
+
+def build_pruner(settings: dict[str, Any]) -> optuna.pruners.BasePruner:
+    name = settings.get("name", "median")
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=int(settings.get("n_startup_trials", 3)),
+            n_warmup_steps=int(settings.get("n_warmup_steps", 1)),
+        )
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=int(settings.get("min_resource", 1))
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=int(settings.get("min_resource", 1)))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise FtlabError(
+        f"hydra.sweeper.pruner.name: unknown pruner '{name}' (median, successive_halving, hyperband, none)"
+    )
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path | None) -> Iterator[None]:
+    """Serialize count-then-ask between workers on one machine, so the study gets exactly n_trials."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _heartbeats(storage: Any, trial_ids: list[int]) -> Iterator[None]:
+    """Keep the trials' heartbeats fresh while their jobs run: a worker that dies stops beating
+    and its trials are failed (and retried) by the next worker that starts."""
+    if (
+        not isinstance(storage, optuna.storages.RDBStorage)
+        or storage.get_heartbeat_interval() is None
+    ):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(storage.get_heartbeat_interval()):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        n_trials: int = 20,
+        direction: str | None = None,
+        study_name: str | None = None,
+        storage: str | None = None,
+        n_jobs: int = 1,
+        max_failure_rate: float = 0.5,
+        sampler: dict[str, Any] | None = None,
+        pruner: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        conditional_params: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_trials, self.direction, self.study_name = n_trials, direction, study_name
+        self.storage_url, self.n_jobs, self.max_failure_rate = (
+            storage,
+            max(1, n_jobs),
+            max_failure_rate,
+        )
+        self.sampler_settings = dict(sampler or {})
+        self.pruner_settings = dict(pruner or {})
+        self.params = dict(params or {})
+        self.conditional_params = {k: dict(v) for k, v in (conditional_params or {}).items()}
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # ------------------------------------------------------------ the sweep
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(arguments)
+        except FtlabError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> list[Any]:
+        assert self.config is not None
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if relaunches_script(self.config.trainer.strategy):
+            raise FtlabError(RELAUNCH_MESSAGE)
+        fixed, swept = self._split_arguments(arguments)
+        space = parse_space({**self.params, **swept}, self.conditional_params)
+        if not space.params:
+            raise FtlabError(
+                "hydra.sweeper.params is empty: give a search space (e.g. hparams_search=lr_optimizer)"
+            )
+        url = str(self.storage_url or default_storage_url())
+        storage = make_storage(url)
+        name = self.study_name or self._default_study_name()
+        direction = self.direction or (
+            "maximize" if self.config.monitor.mode == "max" else "minimize"
+        )
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction=direction, load_if_exists=True
+        )
+        optuna.storages.fail_stale_trials(study)
+        study.sampler = build_sampler(
+            self.sampler_settings, seed_offset=len(study.trials), space=space
+        )
+        study.pruner = build_pruner(self.pruner_settings)
+        parent = self._parent_run(study, space, url, direction)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        print(f"Study '{name}' in {url}: {len(study.trials)} trials so far, target {self.n_trials}")
+
+        results: list[Any] = []
+        status = "FINISHED"
+        try:
+            while batch := self._ask(study, url, space):
+                results.append(self._run_batch(study, storage, batch, fixed, url, parent))
+                self._check_failure_rate(study)
+        except FtlabError:
+            status = "FAILED"
+            raise
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self._finish(study, fixed, sweep_dir, parent, status)
+        return results
+
+    def _split_arguments(self, arguments: list[str]) -> tuple[list[str], dict[str, str]]:
+        """Command-line sweeps (`optimizer.lr=interval(...)`) join the space; the rest is fixed."""
+        parser = OverridesParser.create(
+            config_loader=self.hydra_context.config_loader if self.hydra_context else None
+        )
+        fixed, swept = [], {}
+        for argument, override in zip(arguments, parser.parse_overrides(arguments), strict=True):
+            if override.is_sweep_override():
+                swept[override.get_key_element()] = argument.split("=", 1)[1]
+            else:
+                fixed.append(argument)
+        return fixed, swept
+
+    def _default_study_name(self) -> str:
+        choices = self.config.hydra.runtime.choices
+        preset = choices.get("hparams_search") or "sweep"
+        return f"{preset}-{self.config.experiment_name}"
+
+    def _ask(
+        self, study: optuna.Study, url: str, space: SearchSpace
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        with _exclusive(lock_path(url)):
+            started = len(study.get_trials(deepcopy=False))
+            count = min(self.n_jobs, self.n_trials - started)
+            batch = []
+            for _ in range(max(0, count)):
+                trial = study.ask()
+                batch.append((trial, space.sample(trial)))
+            return batch
+
+    def _run_batch(self, study, storage, batch, fixed, url, parent) -> Any:
+        jobs = []
+        for trial, sampled in batch:
+            link = [
+                f"+{TRIAL_KEY}.study={study.study_name}",
+                f"+{TRIAL_KEY}.storage='{url}'",
+                f"+{TRIAL_KEY}.trial_id={trial._trial_id}",
+                f"+{TRIAL_KEY}.number={trial.number}",
+            ]
+            if parent is not None:
+                link.append(f"+{TRIAL_KEY}.parent_run_id={parent.run_id}")
+            jobs.append([*fixed, *[as_override(k, v) for k, v in sampled.items()], *link])
+        self.validate_batch_is_legal(jobs)
+        with _heartbeats(storage, [trial._trial_id for trial, _ in batch]):
+            returns = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+        for (trial, sampled), job in zip(batch, returns, strict=True):
+            state, value = self._tell(study, trial, job)
+            best = (
+                study.best_value
+                if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+                else None
+            )
+            done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+            print(
+                report.trial_line(done, self.n_trials, trial, state, value, best, sampled),
+                flush=True,
+            )
+            if parent is not None:
+                parent.trial_finished(study, trial, state)
+        return returns
+
+    def _tell(self, study: optuna.Study, trial: Any, job: Any) -> tuple[str, float | None]:
+        if job.status != JobStatus.COMPLETED:
+            error = job._return_value
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            return "FAIL", None
+        result = job.return_value or {}
+        value = result.get("value") if isinstance(result, dict) else result
+        if isinstance(result, dict) and result.get("pruned_at_epoch") is not None:
+            trial.set_user_attr("pruned_at_epoch", result["pruned_at_epoch"])
+            study.tell(trial, state=TrialState.PRUNED)
+            return "PRUNED", value
+        if value is None or not math.isfinite(float(value)):
+            trial.set_user_attr("error", f"objective is {value}")
+            study.tell(trial, state=TrialState.FAIL)
+            return "FAIL", None
+        study.tell(trial, float(value))
+        return "COMPLETE", float(value)
+
+    def _check_failure_rate(self, study: optuna.Study) -> None:
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+        failed = [t for t in finished if t.state == TrialState.FAIL]
+        if len(finished) >= 3 and len(failed) / len(finished) > self.max_failure_rate:
+            last = failed[-1].user_attrs.get("error", "")
+            raise FtlabError(
+                f"{len(failed)} of {len(finished)} trials failed, over hydra.sweeper.max_failure_rate="
+                f"{self.max_failure_rate}; last error: {last}"
+            )
+
+    # ------------------------------------------------------------ tracking and the end
+    def _parent_run(self, study: optuna.Study, space: SearchSpace, url: str, direction: str) -> Any:
+        if not self.config.logger.get("enabled"):
+            return None
+        from ftlab.sweep.parent_run import ParentRun
+
+        settings = {
+            "study_name": study.study_name,
+            "storage": url,
+            "direction": direction,
+            "n_trials": self.n_trials,
+            "optimized_metric": str(self.config.monitor.metric),
+            "sampler": json.dumps(self.sampler_settings, sort_keys=True),
+            "pruner": json.dumps(self.pruner_settings, sort_keys=True),
+            **{f"space.{k}": v for k, v in space.describe().items()},
+        }
+        return ParentRun.open(self.config, study.study_name, settings)
+
+    def _finish(self, study, fixed, sweep_dir: Path, parent: Any, status: str) -> None:
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        files = [report.trials_table(study, sweep_dir / "trials.csv")]
+        if complete:
+            report.print_top_trials(study)
+            best = study.best_trial
+            best_overrides = [as_override(k, v) for k, v in best.params.items()]
+            best_yaml = sweep_dir / "best_config.yaml"
+            best_yaml.write_text(
+                OmegaConf.to_yaml(
+                    {"value": best.value, "trial": best.number, "overrides": best_overrides}
+                )
+            )
+            files.append(best_yaml)
+            print(f"Best: trial {best.number}, value {best.value:.5g}; saved {best_yaml}")
+            retrain = [
+                o
+                for o in fixed
+                if not o.startswith(("hparams_search=", "hydra.sweeper.", "hydra/sweeper="))
+            ]
+            print(f"Retrain it: {report.retrain_command(retrain, best_overrides)}")
+        if parent is not None:
+            with tempfile.TemporaryDirectory() as scratch:
+                files += report.write_plots(study, Path(scratch) / "plots")
+                parent.finish(files, status)

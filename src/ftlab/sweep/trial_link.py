@@ -1,0 +1,49 @@
+"""The job's side of a sweep: find its trial through the storage, report the monitored metric
+every validation, and stop early when the pruner says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as L
+
+TRIAL_KEY = (
+    "optuna_trial"  # the config key the sweeper sets on each job: study, storage, trial_id, number
+)
+
+
+class TrialPruning(L.Callback):
+    """Reports `monitor` to the trial after each validation; on a prune verdict every rank stops.
+
+    The trial is loaded lazily on rank 0 from the storage, so the callback pickles cleanly into
+    spawned DDP workers."""
+
+    def __init__(self, study: str, storage: str, trial_id: int, monitor: str) -> None:
+        self.study, self.storage, self.trial_id, self.monitor = study, storage, trial_id, monitor
+        self.pruned_at_epoch: int | None = None
+        self._trial: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_trial": None}
+
+    def _load_trial(self) -> Any:
+        if self._trial is None:
+            import optuna
+
+            from ftlab.sweep.storage import make_storage
+
+            study = optuna.load_study(study_name=self.study, storage=make_storage(self.storage))
+            self._trial = optuna.trial.Trial(study, self.trial_id)
+        return self._trial
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        prune = False
+        if trainer.is_global_zero:
+            trial = self._load_trial()
+            trial.report(float(trainer.callback_metrics[self.monitor]), step=trainer.current_epoch)
+            prune = trial.should_prune()
+        if trainer.strategy.broadcast(prune):
+            self.pruned_at_epoch = trainer.current_epoch
+            trainer.should_stop = True

@@ -1,0 +1,1 @@
+"""ftlab's Hydra plugins: the Optuna sweeper."""
