@@ -8,7 +8,6 @@ Selected with `hydra/sweeper=ftlab_optuna` (the `hparams_search/*` presets do it
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import sys
@@ -29,75 +28,14 @@ from optuna.trial import TrialState
 
 from ftlab.builders import RELAUNCH_MESSAGE, relaunches_script
 from ftlab.errors import FtlabError
+from ftlab.filelock import exclusive
 from ftlab.sweep import report
+from ftlab.sweep.algorithms import PRUNER_ATTR, build_pruner, build_sampler
 from ftlab.sweep.space import SearchSpace, as_override, parse_space
 from ftlab.sweep.storage import default_storage_url, lock_path, make_storage
 from ftlab.sweep.trial_link import TRIAL_KEY
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def build_sampler(
-    settings: dict[str, Any], seed_offset: int, space: SearchSpace | None = None
-) -> optuna.samplers.BaseSampler:
-    """TPE (default), random, grid or QMC. The seed moves on with the study's size, so a resumed
-    sweep proposes new points instead of replaying the first ones."""
-    name = settings.get("name", "tpe")
-    seed = settings.get("seed")
-    seed = None if seed is None else int(seed) + seed_offset
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=int(settings.get("n_startup_trials", 5))
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    if name == "grid":
-        grid = settings.get("search_space") or (space.grid() if space is not None else None)
-        if not grid:
-            raise FtlabError(
-                "hydra.sweeper.sampler: grid needs choice() params or sampler.search_space"
-            )
-        return optuna.samplers.GridSampler(dict(grid), seed=seed)
-    raise FtlabError(
-        f"hydra.sweeper.sampler.name: unknown sampler '{name}' (tpe, random, grid, qmc)"
-    )
-
-
-def build_pruner(settings: dict[str, Any]) -> optuna.pruners.BasePruner:
-    name = settings.get("name", "median")
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=int(settings.get("n_startup_trials", 3)),
-            n_warmup_steps=int(settings.get("n_warmup_steps", 1)),
-        )
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=int(settings.get("min_resource", 1))
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=int(settings.get("min_resource", 1)))
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise FtlabError(
-        f"hydra.sweeper.pruner.name: unknown pruner '{name}' (median, successive_halving, hyperband, none)"
-    )
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path | None) -> Iterator[None]:
-    """Serialize count-then-ask between workers on one machine, so the study gets exactly n_trials."""
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -156,6 +94,7 @@ class OptunaSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
+        self._exhausted = False  # the sampler has nothing left to propose (grid)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -187,7 +126,8 @@ class OptunaSweeper(Sweeper):
                 "hydra.sweeper.params is empty: give a search space (e.g. hparams_search=lr_optimizer)"
             )
         url = str(self.storage_url or default_storage_url())
-        storage = make_storage(url)
+        with exclusive(lock_path(url)):  # the first of several workers creates the tables alone
+            storage = make_storage(url)
         name = self.study_name or self._default_study_name()
         direction = self.direction or (
             "maximize" if self.config.monitor.mode == "max" else "minimize"
@@ -200,6 +140,7 @@ class OptunaSweeper(Sweeper):
             self.sampler_settings, seed_offset=len(study.trials), space=space
         )
         study.pruner = build_pruner(self.pruner_settings)
+        study.set_user_attr(PRUNER_ATTR, self.pruner_settings)  # jobs prune with the same rule
         parent = self._parent_run(study, space, url, direction)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +150,7 @@ class OptunaSweeper(Sweeper):
         results: list[Any] = []
         status = "FINISHED"
         try:
-            while batch := self._ask(study, url, space):
+            while not self._exhausted and (batch := self._ask(study, url, space)):
                 results.append(self._run_batch(study, storage, batch, fixed, url, parent))
                 self._check_failure_rate(study)
         except FtlabError:
@@ -243,7 +184,7 @@ class OptunaSweeper(Sweeper):
     def _ask(
         self, study: optuna.Study, url: str, space: SearchSpace
     ) -> list[tuple[Any, dict[str, Any]]]:
-        with _exclusive(lock_path(url)):
+        with exclusive(lock_path(url)):
             started = len(study.get_trials(deepcopy=False))
             count = min(self.n_jobs, self.n_trials - started)
             batch = []
@@ -284,22 +225,34 @@ class OptunaSweeper(Sweeper):
         return returns
 
     def _tell(self, study: optuna.Study, trial: Any, job: Any) -> tuple[str, float | None]:
+        state, value = self._judge(trial, job)
+        try:
+            if state == "COMPLETE":
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=TrialState[state])
+        except RuntimeError as err:
+            # The grid sampler calls study.stop() once the grid is exhausted, which only works
+            # inside study.optimize; the trial is recorded all the same.
+            if "Study.stop" not in str(err):
+                raise
+            self._exhausted = True
+        return state, value
+
+    def _judge(self, trial: Any, job: Any) -> tuple[str, float | None]:
+        """COMPLETE with the value, PRUNED, or FAIL (job raised, or the value is NaN/inf)."""
         if job.status != JobStatus.COMPLETED:
             error = job._return_value
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
-            study.tell(trial, state=TrialState.FAIL)
             return "FAIL", None
         result = job.return_value or {}
         value = result.get("value") if isinstance(result, dict) else result
         if isinstance(result, dict) and result.get("pruned_at_epoch") is not None:
             trial.set_user_attr("pruned_at_epoch", result["pruned_at_epoch"])
-            study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED", value
         if value is None or not math.isfinite(float(value)):
             trial.set_user_attr("error", f"objective is {value}")
-            study.tell(trial, state=TrialState.FAIL)
             return "FAIL", None
-        study.tell(trial, float(value))
         return "COMPLETE", float(value)
 
     def _check_failure_rate(self, study: optuna.Study) -> None:

@@ -30,9 +30,12 @@ class TrialPruning(L.Callback):
         if self._trial is None:
             import optuna
 
+            from ftlab.sweep.algorithms import PRUNER_ATTR, build_pruner
             from ftlab.sweep.storage import make_storage
 
             study = optuna.load_study(study_name=self.study, storage=make_storage(self.storage))
+            # A loaded study has Optuna's default pruner: use the one the sweep was configured with.
+            study.pruner = build_pruner(study.user_attrs.get(PRUNER_ATTR, {}))
             self._trial = optuna.trial.Trial(study, self.trial_id)
         return self._trial
 

@@ -31,6 +31,15 @@ def local_artifact_root(tracking_uri: str) -> str | None:
 
 
 def prepare_local_store(tracking_uri: str) -> None:
-    """Create the directory of a local SQLite store so MLflow can create the database."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Create a local SQLite store (directory, tables) if missing, one process at a time:
+    parallel sweep workers starting on a fresh store would otherwise race on its tables."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    from ftlab.filelock import exclusive
+
+    db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(db_path.with_name(db_path.name + ".lock")):
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
