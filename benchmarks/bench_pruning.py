@@ -1,0 +1,79 @@
+"""Pruning savings: the same 20-trial lr_optimizer sweep (same sampler seed) with the median
+pruner and without, through the CLI as users run it. Reports epochs trained, wall time and the
+best value of each, and the ratios.
+Run: .venv/bin/python benchmarks/bench_pruning.py [--trials 20] [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from common import write_results
+
+FTLAB = str(Path(sys.executable).parent / "ftlab")
+
+
+def sweep(workdir: Path, trials: int, epochs: int, pruner: str) -> dict[str, float]:
+    args = [
+        "train", "hparams_search=lr_optimizer", "experiment=digits_scratch", "data.max_samples=600",
+        f"trainer.max_epochs={epochs}", f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.pruner.name={pruner}",
+        f"hydra.sweeper.study_name=bench-{pruner}", "logger=none",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    started = time.perf_counter()
+    subprocess.run([FTLAB, *args], cwd=workdir, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    study = optuna.load_study(
+        study_name=f"bench-{pruner}", storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
+    )
+    states = [t.state.name for t in study.trials]
+    return {
+        "wall_s": seconds,
+        "epochs_trained": sum(len(t.intermediate_values) for t in study.trials),
+        "best_value": study.best_value,
+        "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        results = {
+            name: sweep(Path(scratch), args.trials, args.epochs, name)
+            for name in ("none", "median")
+        }
+    with_pruning, without = results["median"], results["none"]
+    ratios = {
+        "epochs": with_pruning["epochs_trained"] / without["epochs_trained"],
+        "wall": with_pruning["wall_s"] / without["wall_s"],
+        "best_value_change": with_pruning["best_value"] - without["best_value"],
+    }
+    print(
+        f"{'pruner':<8} {'epochs':>7} {'wall s':>8} {'best val/acc':>13} {'pruned':>7} {'failed':>7}"
+    )
+    for name, figures in results.items():
+        print(
+            f"{name:<8} {figures['epochs_trained']:>7} {figures['wall_s']:>8.1f} {figures['best_value']:>13.4f} "
+            f"{figures['pruned']:>7} {figures['failed']:>7}"
+        )
+    print(
+        f"median/none: epochs {ratios['epochs']:.2f}x, wall {ratios['wall']:.2f}x, best value {ratios['best_value_change']:+.4f}"
+    )
+    print(
+        f"written: {write_results('pruning', {**vars(args), 'results': results, 'ratios': ratios})}"
+    )
+
+
+if __name__ == "__main__":
+    main()
