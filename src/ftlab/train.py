@@ -117,12 +117,13 @@ def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict
     checkpoint = trainer.checkpoint_callback
     score = checkpoint.best_model_score if checkpoint is not None else None
     value = float(score) if score is not None else metrics.get(str(cfg.monitor.metric))
-    pruning = next((c for c in trainer.callbacks if type(c).__name__ == "TrialPruning"), None)
-    return {
-        "value": value,
-        "pruned_at_epoch": getattr(pruning, "pruned_at_epoch", None),
-        "metrics": metrics,
-    }
+    pruned_at_epoch = None
+    if cfg.get("optuna_trial"):
+        from ftlab.sweep.trial_link import TrialPruning
+
+        pruning = next(c for c in trainer.callbacks if isinstance(c, TrialPruning))
+        pruned_at_epoch = pruning.pruned_at_epoch
+    return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
 
 
 def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ftlab.errors import FtlabError
+from ftlab.models.backbones.base import without_original_weights
 from ftlab.models.weights import load_weights
 
 FORMAT_VERSION = 1
@@ -107,14 +108,7 @@ def load_backbone(directory: str | Path) -> tuple[nn.Module, ModelRecipe]:
 
     directory = Path(directory)
     recipe = read_recipe(directory)
-    config = _absolute(recipe.backbone, directory)
-    config.update(
-        {
-            k: v
-            for k, v in {"pretrained": False, "weights": None, "weights_file": None}.items()
-            if k in config
-        }
-    )
+    config = without_original_weights(_absolute(recipe.backbone, directory))
     backbone = _instantiate_ftlab(config, "backbone")
     state = load_file(str(directory / "weights.safetensors"))
     own = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}

@@ -29,8 +29,13 @@ def run_name(cfg: DictConfig, optimizer_choice: str | None) -> str:
     """`<model>-<data>-<optimizer>-lr<lr>-<6 hex>`, unless `run_name` is set."""
     if cfg.get("run_name"):
         return str(cfg.run_name)
-    optimizer = optimizer_choice or str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
+    optimizer = _optimizer_name(cfg, optimizer_choice)
     return f"{cfg.model.name}-{cfg.data.name}-{optimizer}-lr{cfg.optimizer.lr:g}-{uuid.uuid4().hex[:6]}"
+
+
+def _optimizer_name(cfg: DictConfig, choice: str | None) -> str:
+    """The optimizer option the user picked (adamw), else its class name in lower case."""
+    return choice or str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
 
 
 def run_tags(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
@@ -39,8 +44,7 @@ def run_tags(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
         "ftlab.seed": str(cfg.seed),
         "ftlab.model": str(cfg.model.name),
         "ftlab.data": str(cfg.data.name),
-        "ftlab.optimizer": choices.get("optimizer")
-        or str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower(),
+        "ftlab.optimizer": _optimizer_name(cfg, choices.get("optimizer")),
         "ftlab.finetune": str(cfg.finetune.name),
         "ftlab.experiment": choices.get("experiment") or "",
         "ftlab.output_dir": str(cfg.paths.output_dir),

@@ -4,9 +4,7 @@ status whatever happens (FINISHED, FAILED with the traceback, KILLED on Ctrl-C o
 from __future__ import annotations
 
 import signal
-import tempfile
 import traceback
-from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -115,15 +113,6 @@ class TrackedRun:
                 self.run_id, params=entries[start : start + 100], synchronous=True
             )
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        entries = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=entries, synchronous=True)
-
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
@@ -144,26 +133,16 @@ class TrackedRun:
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         self.client.log_dict(self.run_id, data, artifact_file)
 
-    def log_artifacts(self, paths: Iterable[tuple[str | Path, str | None]]) -> None:
-        for path, artifact_path in paths:
-            self.log_artifact(path, artifact_path)
-
     def _log_traceback(
         self, kind: type[BaseException], error: BaseException | None, tb: TracebackType | None
     ) -> None:
         text = "".join(traceback.format_exception(kind, error, tb))
+        summary = f"{kind.__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
         try:
             self.log_text(text, "error/traceback.txt")
-            self.set_tags(
-                {
-                    "ftlab.error": f"{kind.__name__}: {str(error).splitlines()[0] if str(error) else ''}"[
-                        :500
-                    ]
-                }
-            )
+            self.set_tags({"ftlab.error": summary})
         except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-                handle.write(text)
+            pass
 
 
 def ensure_experiment(client: Any, tracking_uri: str, name: str) -> str:

@@ -32,3 +32,13 @@ class Backbone(nn.Module):
 
 def stack_tensors(examples: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(examples)
+
+
+# Config keys that make a backbone download or read its original weights.
+_ORIGINAL_WEIGHTS = {"pretrained": False, "weights": None, "weights_file": None}
+
+
+def without_original_weights(config: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's config for rebuilding it when trained weights come from elsewhere (a
+    checkpoint, a saved model): no hub download, no original weights file."""
+    return {**config, **{k: v for k, v in _ORIGINAL_WEIGHTS.items() if k in config}}

@@ -13,11 +13,10 @@ from typing import Any
 import torch
 
 from ftlab.errors import FtlabError
-from ftlab.models.backbones.base import Backbone
+from ftlab.models.backbones.base import Backbone, without_original_weights
 from ftlab.models.weights import load_weights
 
 CHECKPOINT_KEY = "ftlab"  # where ftlab stores its own facts inside a Lightning checkpoint
-_PRETRAINED_FLAGS = {"pretrained": False, "weights": None, "weights_file": None}
 
 
 def read_checkpoint(path: str | Path, key: str = "model.backbone.path") -> dict[str, Any]:
@@ -44,9 +43,7 @@ def backbone_from_checkpoint(path: str) -> Backbone:
         raise FtlabError(
             f"model.backbone.path: {path} names backbone '{target}', not an ftlab backbone"
         )
-    # The weights come from the checkpoint: skip downloading or reading the original ones.
-    config.update({k: v for k, v in _PRETRAINED_FLAGS.items() if k in config})
-    backbone = instantiate(config)
+    backbone = instantiate(without_original_weights(config))
     state = {
         name.removeprefix("backbone."): tensor
         for name, tensor in checkpoint["state_dict"].items()
