@@ -125,3 +125,44 @@ def test_ddp_is_refused_in_a_sweep_and_ddp_spawn_works(workdir: Path) -> None:
     assert spawned.returncode == 0, spawned.stderr[-3000:]
     (trial,) = study(workdir, "spawn").trials
     assert trial.state == TrialState.COMPLETE
+
+
+def test_interrupted_sweep_resumes_to_the_full_count(workdir: Path) -> None:
+    import signal
+    import time
+
+    args = [
+        *SWEEP,
+        "trainer.max_epochs=30",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.name=none",
+    ]
+    process = subprocess.Popen([FTLAB, "train", *args], cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not list(workdir.glob("multirun/*/*/0/checkpoints/last.ckpt")):  # trial 0 is training
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()[
+                -2000:
+            ]
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0 and "rerun the same command to resume" in output
+    (interrupted,) = study(workdir).trials
+    assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["interrupted"]
+    parents, children = parents_and_children(workdir)
+    assert parents[0].info.status == "KILLED" and children[0].info.status == "KILLED"
+
+    resumed = run_ftlab(
+        "train", *SWEEP, "trainer.max_epochs=2", "hydra.sweeper.n_trials=2", cwd=workdir
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    states = [t.state for t in study(workdir).trials]
+    assert states[0] == TrialState.FAIL and len(states) == 3
+    assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states[1:])
+    parents, _ = parents_and_children(workdir)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -108,7 +108,7 @@ def _trial_pruning(cfg: DictConfig) -> Any:
     from ftlab.sweep.trial_link import TrialPruning
 
     return TrialPruning(
-        str(trial.study), str(trial.storage), int(trial.trial_id), str(cfg.monitor.metric)
+        str(trial.study), str(trial.storage), int(trial.trial_id), str(cfg.optimized_metric)
     )
 
 
@@ -116,7 +116,11 @@ def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict
     """What a sweep job returns: the best monitored value and whether it was pruned."""
     checkpoint = trainer.checkpoint_callback
     score = checkpoint.best_model_score if checkpoint is not None else None
-    value = float(score) if score is not None else metrics.get(str(cfg.monitor.metric))
+    objective = str(cfg.get("optimized_metric") or cfg.monitor.metric)
+    if objective == str(cfg.monitor.metric) and score is not None:
+        value = float(score)  # the best epoch's value, the one the best checkpoint holds
+    else:
+        value = metrics.get(objective)
     pruned_at_epoch = None
     if cfg.get("optuna_trial"):
         from ftlab.sweep.trial_link import TrialPruning

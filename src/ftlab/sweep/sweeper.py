@@ -36,6 +36,9 @@ from ftlab.sweep.storage import default_storage_url, lock_path, make_storage
 from ftlab.sweep.trial_link import TRIAL_KEY
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+INTERRUPTED = (
+    "interrupted"  # user attr of trials stopped by Ctrl-C: they do not count toward n_trials
+)
 
 
 @contextlib.contextmanager
@@ -153,11 +156,11 @@ class OptunaSweeper(Sweeper):
             while not self._exhausted and (batch := self._ask(study, url, space)):
                 results.append(self._run_batch(study, storage, batch, fixed, url, parent))
                 self._check_failure_rate(study)
-        except FtlabError:
-            status = "FAILED"
-            raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C reaches here as Lightning's sys.exit(1)
             status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
             raise
         finally:
             self._finish(study, fixed, sweep_dir, parent, status)
@@ -185,7 +188,9 @@ class OptunaSweeper(Sweeper):
         self, study: optuna.Study, url: str, space: SearchSpace
     ) -> list[tuple[Any, dict[str, Any]]]:
         with exclusive(lock_path(url)):
-            started = len(study.get_trials(deepcopy=False))
+            started = sum(
+                not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False)
+            )
             count = min(self.n_jobs, self.n_trials - started)
             batch = []
             for _ in range(max(0, count)):
@@ -206,8 +211,18 @@ class OptunaSweeper(Sweeper):
                 link.append(f"+{TRIAL_KEY}.parent_run_id={parent.run_id}")
             jobs.append([*fixed, *[as_override(k, v) for k, v in sampled.items()], *link])
         self.validate_batch_is_legal(jobs)
-        with _heartbeats(storage, [trial._trial_id for trial, _ in batch]):
-            returns = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+        try:
+            with _heartbeats(storage, [trial._trial_id for trial, _ in batch]):
+                returns = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+        except (KeyboardInterrupt, SystemExit):
+            for trial, _ in batch:  # interrupted, not failed: a resumed sweep does not count them
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=TrialState.FAIL)
+            print(
+                f"Interrupted: rerun the same command to resume study '{study.study_name}'.",
+                flush=True,
+            )
+            raise
         for (trial, sampled), job in zip(batch, returns, strict=True):
             state, value = self._tell(study, trial, job)
             best = (
@@ -276,7 +291,7 @@ class OptunaSweeper(Sweeper):
             "storage": url,
             "direction": direction,
             "n_trials": self.n_trials,
-            "optimized_metric": str(self.config.monitor.metric),
+            "optimized_metric": str(self.config.optimized_metric),
             "sampler": json.dumps(self.sampler_settings, sort_keys=True),
             "pruner": json.dumps(self.pruner_settings, sort_keys=True),
             **{f"space.{k}": v for k, v in space.describe().items()},
