@@ -90,10 +90,9 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
             raise
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
         if pruning is not None:
-            state = "PRUNED" if pruning.pruned_at_epoch is not None else "COMPLETE"
-            run.set_tags(
-                {"ftlab.trial_state": state, "ftlab.pruned_at_epoch": pruning.pruned_at_epoch}
-            )
+            pruned_at = pruning.pruned_epoch()
+            state = "PRUNED" if pruned_at is not None else "COMPLETE"
+            run.set_tags({"ftlab.trial_state": state, "ftlab.pruned_at_epoch": pruned_at})
         facts = record_end(run, cfg, model, datamodule, best or None)
         if not in_sweep:
             _print_ui_hint(run, facts)
@@ -126,7 +125,7 @@ def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict
         from ftlab.sweep.trial_link import TrialPruning
 
         pruning = next(c for c in trainer.callbacks if isinstance(c, TrialPruning))
-        pruned_at_epoch = pruning.pruned_at_epoch
+        pruned_at_epoch = pruning.pruned_epoch()
     return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
 
 

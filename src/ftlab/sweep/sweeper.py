@@ -263,7 +263,6 @@ class OptunaSweeper(Sweeper):
         result = job.return_value or {}
         value = result.get("value") if isinstance(result, dict) else result
         if isinstance(result, dict) and result.get("pruned_at_epoch") is not None:
-            trial.set_user_attr("pruned_at_epoch", result["pruned_at_epoch"])
             return "PRUNED", value
         if value is None or not math.isfinite(float(value)):
             trial.set_user_attr("error", f"objective is {value}")

@@ -7,9 +7,9 @@ from typing import Any
 
 import lightning.pytorch as L
 
-TRIAL_KEY = (
-    "optuna_trial"  # the config key the sweeper sets on each job: study, storage, trial_id, number
-)
+# The config key the sweeper sets on each job: study, storage, trial_id, number, parent_run_id.
+TRIAL_KEY = "optuna_trial"
+PRUNED_AT = "pruned_at_epoch"  # trial user attr: the epoch a pruned trial stopped at
 
 
 class TrialPruning(L.Callback):
@@ -50,3 +50,14 @@ class TrialPruning(L.Callback):
         if trainer.strategy.broadcast(prune):
             self.pruned_at_epoch = trainer.current_epoch
             trainer.should_stop = True
+            if trainer.is_global_zero:
+                # Recorded in the storage too: a spawned rank's callback state never reaches the
+                # process that launched it.
+                self._load_trial().set_user_attr(PRUNED_AT, self.pruned_at_epoch)
+
+    def pruned_epoch(self) -> int | None:
+        """The epoch this trial was pruned at, or None; asks the storage when this process did
+        not train (DDP spawn)."""
+        if self.pruned_at_epoch is not None:
+            return self.pruned_at_epoch
+        return self._load_trial().user_attrs.get(PRUNED_AT)
