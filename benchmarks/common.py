@@ -19,20 +19,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def compose(overrides: list[str], output_dir: Path):
     """The config `ftlab train OVERRIDES` would run, with a fixed output directory."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
+    from ftlab.config.setup import compose_train
 
-    from ftlab.config.setup import prepare_hydra
-
-    prepare_hydra()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_train(overrides, output_dir)
 
 
 class StepTimer(L.Callback):

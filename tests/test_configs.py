@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
 
 from conftest import CONF_DIR
 from ftlab import builders
 from ftlab.config.checks import check_config
-from ftlab.config.setup import prepare_hydra
+from ftlab.config.setup import compose_train
 from ftlab.errors import FtlabError
 
 TEXT = ["model=tiny_bert", "data.max_samples=64"]
@@ -97,17 +94,6 @@ def shipped_configs() -> list[str]:
     return sorted(str(p.relative_to(CONF_DIR)) for p in CONF_DIR.rglob("*.yaml"))
 
 
-def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose `train.yaml` as `ftlab train OVERRIDES` would, with a fixed output directory."""
-    prepare_hydra()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
-
-
 def test_every_shipped_config_is_covered() -> None:
     assert shipped_configs() == sorted(COVERAGE), "add each new conf/ file to COVERAGE"
 
@@ -136,7 +122,7 @@ def test_config_composes_and_builds(
     config_file: str, assets: dict[str, str], tmp_path: Path
 ) -> None:
     overrides = [o.format(**assets) for o in COVERAGE[config_file]]
-    cfg = compose_run(overrides, tmp_path)
+    cfg = compose_train(overrides, tmp_path)
     check_config(cfg)
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
@@ -166,14 +152,7 @@ def test_config_composes_and_builds(
 def test_sweep_presets_build_sweeper_and_search_space(preset: str) -> None:
     from ftlab.sweep.space import parse_space
 
-    prepare_hydra()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[*TEXT, f"hparams_search={preset}"],
-            return_hydra_config=True,
-        )
+    cfg = compose_train([*TEXT, f"hparams_search={preset}"], with_hydra=True)
     sweeper_cfg = cfg.hydra.sweeper
     assert sweeper_cfg._target_.endswith("FtlabOptunaSweeper")
     sweeper = instantiate(sweeper_cfg)
