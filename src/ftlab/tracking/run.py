@@ -52,7 +52,6 @@ class TrackedRun:
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> TrackedRun:
-        check_reachable(self.tracking_uri)
         self.experiment_id = self._experiment_id()
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id
