@@ -1,18 +1,37 @@
 """Registers ftlab's Optuna sweeper with Hydra as `hydra/sweeper=ftlab_optuna`.
 
-Hydra imports every module under the `hydra_plugins` namespace package at start-up; the sweeper
-itself lives in `ftlab.sweep.sweeper`."""
+Hydra imports every module under the `hydra_plugins` namespace package at start-up, single runs
+included; so this module stays light and the sweeper itself (`ftlab.sweep.sweeper`, with Optuna)
+is imported only when Hydra builds a sweeper."""
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
 
-from ftlab.sweep import sweeper as _sweeper
 
+class FtlabOptunaSweeper(Sweeper):
+    """Hydra accepts plugin classes from the hydra_plugins package only: this is ftlab's sweeper,
+    handing every call to `ftlab.sweep.sweeper.OptunaSweeper`."""
 
-class FtlabOptunaSweeper(_sweeper.OptunaSweeper):
-    """Hydra accepts plugin classes from the hydra_plugins package only: this is ftlab's sweeper."""
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        from ftlab.sweep.sweeper import OptunaSweeper
+
+        self.sweeper = OptunaSweeper(**settings)
+
+    def __getattr__(self, name: str) -> Any:
+        """Settings and state read off the sweeper (`params`, `n_trials`, ...) are the real one's."""
+        if name == "sweeper":  # not built yet
+            raise AttributeError(name)
+        return getattr(self.sweeper, name)
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.sweeper.sweep(arguments)
 
 
 @dataclass
