@@ -16,7 +16,9 @@ import subprocess
 import sys
 import textwrap
 
-HEAVY = ["transformers", "timm", "peft", "matplotlib", "plotly", "optuna", "optuna_integration"]
+HEAVY = [
+    "transformers", "timm", "peft", "matplotlib", "plotly", "optuna", "optuna_integration", "sklearn",
+]  # fmt: skip
 
 CHILD = textwrap.dedent(
     """
@@ -66,3 +68,15 @@ def test_a_digits_run_imports_no_heavy_optional_dependency() -> None:
     loaded = set(json.loads(child.stdout.strip().splitlines()[-1]))
     assert "torchmetrics" in loaded  # the hiding above took effect on a real import
     assert sorted(loaded.intersection(HEAVY)) == []
+
+
+def test_digits_read_without_scikit_learn_equal_its_loader() -> None:
+    from sklearn.datasets import load_digits
+
+    from ftlab.data.digits import read_digits
+
+    images, targets = read_digits()
+    digits = load_digits()
+    # Byte-equal, so the data fingerprint of every earlier digits run stays the same.
+    assert images.tobytes() == digits.images.tobytes() and images.shape == digits.images.shape
+    assert targets.tobytes() == digits.target.tobytes()
