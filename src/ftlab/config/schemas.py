@@ -250,16 +250,90 @@ class CsvDataConfig(_DataConfig):
 
 
 # ---------------------------------------------------------------- fine-tuning strategies
+_UNFREEZE_MODES = ("all", "blocks")
+_LORA_EXPORTS = ("merged", "adapters")
+
+
+def _layer_decay(value: float) -> None:
+    if not 0 < value <= 1:
+        raise ValueError(f"layer_decay must lie in (0, 1] (got {value}); 1 turns it off")
+
+
 @dataclass
 class FullConfig:
     _target_: str = "ftlab.finetune.strategies.Full"
     name: str = "full"
+    layer_decay: float = 1.0  # lr x this per depth below the head (0.75: top block 0.75, next 0.56)
+    no_decay_bias_norm: bool = True  # no weight decay on biases and norm weights
+    backbone_lr_ratio: float = 1.0  # the backbone's lr relative to the head's (optimizer.lr)
+
+    def __post_init__(self) -> None:
+        _layer_decay(self.layer_decay)
+        _positive("backbone_lr_ratio", self.backbone_lr_ratio)
 
 
 @dataclass
 class LinearProbeConfig:
     _target_: str = "ftlab.finetune.strategies.LinearProbe"
     name: str = "linear_probe"
+    layer_decay: float = 1.0  # no effect: the backbone never trains
+    no_decay_bias_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _layer_decay(self.layer_decay)
+
+
+@dataclass
+class GradualConfig(FullConfig):
+    _target_: str = "ftlab.finetune.strategies.Gradual"
+    name: str = "gradual"
+    frozen_epochs: int = 1  # epochs with the whole backbone frozen (a linear probe)
+    unfreeze: str = "blocks"  # all: whole backbone at once; blocks: one more depth, from the top
+    every_epochs: int = 1  # blocks: epochs between two unfreezings
+    backbone_lr_ratio: float = 0.1
+    warmup_epochs: float = 0.5  # each unfrozen group's lr ramps from 0 over this many epochs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("frozen_epochs", self.frozen_epochs)
+        _positive("every_epochs", self.every_epochs)
+        _non_negative("warmup_epochs", self.warmup_epochs)
+        if self.unfreeze not in _UNFREEZE_MODES:
+            raise ValueError(f"unfreeze must be all or blocks (got {self.unfreeze})")
+
+
+@dataclass
+class LPFTConfig(FullConfig):
+    _target_: str = "ftlab.finetune.strategies.LPFT"
+    name: str = "lp_ft"
+    probe_epochs: int = 1  # epochs of linear probing before everything fine-tunes
+    warmup_epochs: float = 0.5  # the backbone's lr ramps from 0 over this many epochs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("probe_epochs", self.probe_epochs)
+        _non_negative("warmup_epochs", self.warmup_epochs)
+
+
+@dataclass
+class LoraConfig:
+    _target_: str = "ftlab.finetune.lora.Lora"
+    name: str = "lora"
+    rank: int = 8  # adapter rank r
+    alpha: float = 16.0  # adapters scaled by alpha / rank
+    dropout: float = 0.1  # dropout on the adapters' input
+    target_modules: list[str] | None = None  # modules to adapt; null: peft's default per model
+    export: str = "merged"  # the logged model: merged (plain weights) or adapters (base + adapters)
+    layer_decay: float = 1.0
+    no_decay_bias_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("rank", self.rank)
+        _positive("alpha", self.alpha)
+        _fraction("dropout", self.dropout)
+        _layer_decay(self.layer_decay)
+        if self.export not in _LORA_EXPORTS:
+            raise ValueError(f"export must be merged or adapters (got {self.export})")
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -277,7 +351,13 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "image_folder": ImageFolderDataConfig,
         "csv": CsvDataConfig,
     },
-    "finetune": {"full": FullConfig, "linear_probe": LinearProbeConfig},
+    "finetune": {
+        "full": FullConfig,
+        "linear_probe": LinearProbeConfig,
+        "gradual": GradualConfig,
+        "lp_ft": LPFTConfig,
+        "lora": LoraConfig,
+    },
 }
 
 

@@ -6,6 +6,7 @@ groups, the optimizer config says how, the schedule spec says how the lr moves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -118,19 +119,47 @@ class FineTuneModule(L.LightningModule):
             if hasattr(self.optimizer_factory, "keywords")
             else 1e-3
         )
+        # The strategy builds every group once, frozen ones included (see finetune/strategies.py).
         groups = self.strategy.param_groups(self, base_lr)
         optimizer = self.optimizer_factory(groups)
-        if self.schedule is None:
+        needs_phases = self.strategy.needs_phase_schedule(self)
+        if self.schedule is None and not needs_phases:
             return optimizer
         # The schedule is sized from the real number of optimizer steps, known only now.
         total_steps = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.schedule.build(optimizer, total_steps)}
+        schedule = self.schedule.build(optimizer, total_steps) if self.schedule else None
+        if not needs_phases:
+            return {"optimizer": optimizer, "lr_scheduler": schedule}
+        from ftlab.finetune.phase_schedule import PhaseSchedule
+
+        steps_per_epoch = math.ceil(
+            self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+        )
+        phased = PhaseSchedule(
+            optimizer, schedule, steps_per_epoch, self.strategy.warmup_steps(steps_per_epoch)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": phased, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        """The phase (what is frozen) is a function of the epoch: re-applied at every epoch start,
+        a resumed run is in the same phase as the run it resumes."""
+        self.strategy.apply_phase(self, self.current_epoch)
+
+    def trained_parameter_count(self) -> int:
+        """Parameters that train at some point of the run: what the optimizer holds."""
+        return self.strategy.trained_parameter_count(self)
+
+    def exported_backbone(self) -> tuple[nn.Module, dict[str, Any]]:
+        """The backbone (and its config) the saved model is made of: LoRA's adapters merged."""
+        return self.strategy.export_backbone(self)
 
     # ------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the backbone's config so a later run can rebuild it from this file alone."""
+        """Store the backbone's config so a later run can rebuild it from this file alone, and
+        the fine-tuning phase for people reading the file (resume re-derives it from the epoch)."""
         checkpoint[CHECKPOINT_KEY] = {
             "backbone": self.backbone_config,
             "task": self.task,
             "num_classes": self.num_classes,
+            "finetune_phase": self.strategy.phase(),
         }

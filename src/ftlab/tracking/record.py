@@ -137,11 +137,13 @@ def record_end(
         state = torch.load(best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
     facts: dict[str, str] = {}
+    run.set_tags({"ftlab.trainable_params": str(model.trained_parameter_count())})
+    backbone, backbone_config = model.exported_backbone()  # LoRA: adapters merged
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = save_model_dir(
-            model.backbone,
+            backbone,
             model.head,
-            model.backbone_config,
+            backbone_config,
             model.head_config,
             datamodule.task,
             datamodule.class_names,

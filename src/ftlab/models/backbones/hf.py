@@ -54,7 +54,9 @@ class HFTextBackbone(Backbone):
     """`AutoModel` + `AutoTokenizer` by hub name or local path, mean or CLS pooled.
 
     `pretrained=false` builds the same architecture with random weights; `config_overrides`
-    changes it (e.g. a 2-layer, 32-wide BERT for smoke tests), keeping the tokenizer.
+    changes it (e.g. a 2-layer, 32-wide BERT for smoke tests), keeping the tokenizer. `lora`
+    (rank, alpha, dropout, target_modules) wraps the encoder with LoRA adapters: `finetune=lora`
+    records it in the backbone's config, so checkpoints of a LoRA run rebuild with their adapters.
     """
 
     modality = "text"
@@ -66,6 +68,7 @@ class HFTextBackbone(Backbone):
         max_length: int = 128,
         pretrained: bool = True,
         config_overrides: dict[str, Any] | None = None,
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
@@ -96,6 +99,40 @@ class HFTextBackbone(Backbone):
             self.encoder.pooler = None
         self.pooling, self.max_length = pooling, max_length
         self.out_features = int(self.encoder.config.hidden_size)
+        if lora:
+            self.add_lora(**lora)
+
+    def add_lora(
+        self,
+        rank: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.0,
+        target_modules: list[str] | None = None,
+    ) -> None:
+        """Wrap the encoder with LoRA adapters (peft): only the adapters require gradients.
+        `target_modules=None` takes peft's default for the architecture (BERT: query, value)."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=int(rank),
+            lora_alpha=float(alpha),
+            lora_dropout=float(dropout),
+            target_modules=list(target_modules) if target_modules else None,
+            bias="none",
+        )
+        try:
+            self.encoder = get_peft_model(self.encoder, config)
+        except ValueError as err:
+            raise FtlabError(f"finetune.target_modules: {_first_line(err)}") from None
+
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.encoder, "merge_and_unload")
+
+    def merge_lora(self) -> None:
+        """Fold the adapters into the encoder's weights: a plain encoder that computes the same."""
+        if self.has_lora:
+            self.encoder = self.encoder.merge_and_unload()
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.encoder(**inputs).last_hidden_state

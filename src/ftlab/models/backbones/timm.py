@@ -52,5 +52,12 @@ class TimmBackbone(Backbone):
         return self.model(images)
 
     def block_modules(self) -> list[nn.Module]:
+        """Transformer blocks (ViT), stages (ConvNeXt, EfficientNet...) or ResNet's layer1-4; the
+        stem and final norm are placed around them by `ftlab.finetune.depths`."""
         blocks = getattr(self.model, "blocks", None) or getattr(self.model, "stages", None)
-        return list(blocks) if blocks is not None else [self.model]
+        if blocks is not None:
+            return list(blocks)
+        layers = [getattr(self.model, f"layer{i}", None) for i in range(1, 5)]
+        if all(isinstance(layer, nn.Module) for layer in layers):
+            return layers
+        return [self.model]
