@@ -76,6 +76,10 @@ COVERAGE: dict[str, list[str]] = {
     "trainer/ddp_cpu.yaml": [*TEXT, "trainer=ddp_cpu"],
     "finetune/full.yaml": TEXT,
     "finetune/linear_probe.yaml": [*TEXT, "finetune=linear_probe"],
+    "finetune/gradual.yaml": [*DIGITS, "finetune=gradual"],
+    "finetune/lp_ft.yaml": [*DIGITS, "finetune=lp_ft"],
+    "finetune/layer_decay.yaml": [*TEXT, "finetune=layer_decay"],
+    "finetune/lora.yaml": [*TEXT, "finetune=lora"],
     "hparams_search/lr_optimizer.yaml": [*TEXT, "hparams_search=lr_optimizer"],
     "hparams_search/lr_optimizer_batch_wd.yaml": [*TEXT, "hparams_search=lr_optimizer_batch_wd"],
     "experiment/vader_regression.yaml": [*TEXT, "experiment=vader_regression"],
@@ -161,3 +165,45 @@ def test_sweep_presets_build_sweeper_and_search_space(preset: str) -> None:
     assert {"optimizer", "optimizer.lr", "optimizer.momentum"} <= set(keys)
     if preset == "lr_optimizer_batch_wd":
         assert {"data.batch_size", "optimizer.weight_decay"} <= set(keys)
+
+
+FAMILIES = {
+    "hf": TEXT,
+    "timm": [*IMAGES, "model=timm", "model.backbone.name=resnet10t"],
+    "torchvision": [*IMAGES, "model=torchvision", "model.backbone.name=resnet18"],
+    "digits_cnn": DIGITS,
+}
+PRESETS = ["full", "linear_probe", "gradual", "lp_ft", "layer_decay", "lora"]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("preset", PRESETS)
+def test_finetune_preset_builds_with_every_backbone_family(
+    preset: str, family: str, digits_image_folder: Path, tmp_path: Path
+) -> None:
+    """Each preset gives every trainable parameter to exactly one param group, on every family;
+    LoRA is for transformers only and says so in one line."""
+    overrides = [o.format(image_root=digits_image_folder) for o in FAMILIES[family]]
+    cfg = compose_train([*overrides, f"finetune={preset}"], tmp_path)
+    check_config(cfg)
+    datamodule = builders.build_datamodule(cfg)
+    if preset == "lora" and family != "hf":
+        with pytest.raises(FtlabError, match="finetune=lora needs a Hugging Face transformer"):
+            builders.build_model(cfg, datamodule)
+        return
+    model = builders.build_model(cfg, datamodule)
+    groups = model.strategy.param_groups(model, cfg.optimizer.lr)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert len(grouped) == len(set(grouped))
+    assert {id(p) for p in model.head.parameters()} <= set(grouped)
+    backbone = {id(p) for p in model.backbone.parameters()}
+    in_backbone = backbone & set(grouped)
+    if preset == "linear_probe":
+        assert not in_backbone
+    elif preset == "lora":
+        assert 0 < len(in_backbone) < len(backbone)
+    else:
+        assert in_backbone == backbone
+    if preset == "layer_decay":
+        lrs = [g["lr"] for g in groups if g["name"].startswith("backbone.")]
+        assert min(lrs) < max(lrs) < cfg.optimizer.lr
