@@ -30,11 +30,7 @@ CONFIGS = {
     "digits_cnn": ["experiment=digits_scratch"],
     "minilm": [],  # the default run: MiniLM on VADER
 }
-BARE = (
-    "import torch, lightning.pytorch\n"
-    "from probes import process_age\n"
-    "print(process_age())"
-)
+BARE = "import torch, lightning.pytorch\nfrom probes import process_age\nprint(process_age())"
 # Phases in the order train() reaches them; each is the time from the previous mark.
 PHASES = {
     "python started": "interpreter start",
@@ -111,7 +107,11 @@ def main() -> None:
             starts = [m[key] - _previous(m, key) for m in phases[name]]
             per_phase[PHASES[key]] = statistics.median(starts)
         results[name] = {
-            "first_step_s": {"median": statistics.median(steps), "min": min(steps), "max": max(steps)},
+            "first_step_s": {
+                "median": statistics.median(steps),
+                "min": min(steps),
+                "max": max(steps),
+            },
             "beyond_bare_s": statistics.median(steps) - bare_s,
             "phases_s": per_phase,
         }
