@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import II
 
 
 def _positive(name: str, value: float | int | None) -> None:
@@ -168,6 +169,7 @@ class _DataConfig:
     test_fraction: float = 0.1  # share of examples held out for the final test
     split_seed: int = 0  # splits depend on this seed alone, so runs with other seeds compare fairly
     max_samples: int | None = None  # keep a random subset of this size (quick runs, tests)
+    shuffle_seed: int = II("seed")  # each epoch's training order follows from it and the epoch
 
     def __post_init__(self) -> None:
         _positive("batch_size", self.batch_size)

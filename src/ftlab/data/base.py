@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ftlab.data.sampling import EpochShuffle
 from ftlab.errors import FtlabError
 
 REGRESSION = "regression"
@@ -79,6 +80,7 @@ class SplitDataModule(L.LightningDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         max_samples: int | None = None,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         self.name = name
@@ -88,6 +90,7 @@ class SplitDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed = split_seed
         self.max_samples = max_samples
+        self.shuffle_seed = shuffle_seed
         self._data: LoadedData | None = None
         self._splits: dict[str, np.ndarray] = {}
         self._inputs_fn: Callable[[list[Any]], Any] | None = None
@@ -190,10 +193,15 @@ class SplitDataModule(L.LightningDataModule):
         if self._inputs_fn is None:
             raise RuntimeError("bind_inputs must be called with the backbone's preprocessing first")
         target_dtype = torch.long if self.task == CLASSIFICATION else torch.float32
+        dataset = self.dataset(split)
+        # Loaders never touch the global RNG: a resumed run then matches an uninterrupted one.
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
+        sampler = EpochShuffle(len(dataset), self.shuffle_seed, generator) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=Collate(self._inputs_fn, target_dtype),
