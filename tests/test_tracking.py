@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import FTLAB, TINY_DIGITS_RUN, TINY_TEXT, all_runs, cli_env, local_store, run_ftlab
@@ -255,6 +256,13 @@ def test_interrupted_run_ends_killed(workdir: Path, signum: int) -> None:
     assert process.returncode != 0
     (run,) = all_runs(local_store(workdir))
     assert run.info.status == "KILLED", output[-2000:]
+    # A checkpoint was saved at the stop, kept with the run, and the way back is printed.
+    assert f"ftlab resume {run.info.run_id}" in output
+    kept = MlflowClient(local_store(workdir)).download_artifacts(
+        run.info.run_id, "checkpoints/last.ckpt"
+    )
+    state = torch.load(kept, map_location="cpu", weights_only=True)
+    assert state["global_step"] > 0 and state["optimizer_states"]
 
 
 def test_runs_and_compare_commands(workdir: Path) -> None:

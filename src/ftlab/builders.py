@@ -79,8 +79,14 @@ def build_trainer(
         )
     if multirun and relaunches_script(cfg.trainer.strategy):
         raise FtlabError(RELAUNCH_MESSAGE)
+    from ftlab.callbacks.checkpoints import AtomicCheckpointIO
+
     return instantiate(
-        cfg.trainer, callbacks=callbacks, logger=False, default_root_dir=cfg.paths.output_dir
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        default_root_dir=cfg.paths.output_dir,
+        plugins=[AtomicCheckpointIO()],
     )
 
 

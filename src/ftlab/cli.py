@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "ui": "serve the MLflow UI for this project's tracking store on 127.0.0.1",
     "runs": "list recent runs: status, key params, main metrics",
     "compare": "config and metric differences of two or more runs, side by side",
+    "reproduce": "run a logged run's config again as a new run and compare the final metrics",
+    "resume": "continue an interrupted run from its last checkpoint, in the same MLflow run",
 }
 
 
@@ -39,6 +41,35 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help=SUBCOMMANDS["compare"])
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids or run names")
     compare.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
+    reproduce = commands.add_parser("reproduce", help=SUBCOMMANDS["reproduce"])
+    reproduce.add_argument("run", metavar="RUN", help="run id or run name")
+    reproduce.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a final metric (or, on CPU, the weights hash) differs",
+    )
+    reproduce.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="relative tolerance for --check (default: exact on CPU, 1e-3 when a GPU trained)",
+    )
+    resume = commands.add_parser("resume", help=SUBCOMMANDS["resume"])
+    resume.add_argument("run", metavar="RUN", help="run id or run name")
+    for sub in (reproduce, resume):
+        sub.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
+        sub.add_argument(
+            "--trust",
+            action="store_true",
+            help="run the config even if a _target_ is outside the trusted packages",
+        )
+        sub.add_argument(
+            "--allow",
+            action="append",
+            default=[],
+            metavar="MODULE",
+            help="also trust _target_s under this module (repeatable)",
+        )
     return parser
 
 
@@ -66,6 +97,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ftlab.tracking.ui import serve
 
         return serve(args.port, args.tracking_uri)
+    if args.command == "reproduce":
+        from ftlab.reproduce.commands import reproduce_command
+
+        return reproduce_command(
+            args.run, args.tracking_uri, args.check, args.rtol, args.trust, args.allow
+        )
+    if args.command == "resume":
+        from ftlab.reproduce.commands import resume_command
+
+        return resume_command(args.run, args.tracking_uri, args.trust, args.allow)
     from ftlab.tracking import inspect
 
     if args.command == "runs":

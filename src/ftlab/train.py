@@ -44,8 +44,10 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
 
     from ftlab import builders
     from ftlab.console import print_config, quiet_lightning
+    from ftlab.reproduce.handoff import reproduce_request, resume_request
 
     quiet_lightning()
+    resume, reproduce = resume_request(), reproduce_request()
     is_rank_zero = rank_zero_only.rank == 0
     in_sweep = bool(cfg.get("optuna_trial"))
     if is_rank_zero and not in_sweep:  # a sweep prints one line per trial instead
@@ -56,8 +58,9 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     callbacks = builders.build_callbacks(cfg, with_logger=tracking)
     pruning = _trial_pruning(cfg)
     trainer = builders.build_trainer(cfg, callbacks + ([pruning] if pruning else []), multirun)
+    checkpoint = resume.checkpoint if resume else None
     if not tracking:
-        return _fit_and_test(cfg, trainer, model, datamodule)
+        return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
 
     from ftlab.tracking.logger import MlflowRunLogger
     from ftlab.tracking.run import TrackedRun
@@ -68,27 +71,54 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
         # environment they inherited, so their (silent) logger matches rank 0's.
         run_id = os.environ.get(DDP_RUN_ID_VARIABLE, "")
         trainer.loggers = [MlflowRunLogger(tracking_uri, run_id, flush_every)]
-        return _fit_and_test(cfg, trainer, model, datamodule)
+        return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
 
     from ftlab.tracking.record import command_line, record_end, record_start, run_name, run_tags
 
     choices = _choices()
     name = run_name(cfg, choices.get("optimizer"))
+    tags = run_tags(cfg, choices)
+    differences = None
+    if reproduce:
+        from ftlab.reproduce.run_side import announce_differences
+
+        differences = announce_differences(reproduce, tracking_uri, cfg, datamodule)
+        tags.update(
+            {"ftlab.reproduces": reproduce.run_id, "ftlab.reproduce_token": reproduce.token}
+        )
     with TrackedRun(
-        tracking_uri, cfg.experiment_name, name, run_tags(cfg, choices), command_line()
+        tracking_uri,
+        cfg.experiment_name,
+        name,
+        tags,
+        command_line(),
+        resume_run_id=resume.run_id if resume else None,
     ) as run:
         os.environ[DDP_RUN_ID_VARIABLE] = run.run_id
-        record_start(run, cfg, datamodule)
-        trainer.loggers = [MlflowRunLogger(tracking_uri, run.run_id, flush_every)]
+        if resume:  # config, params and environment are those logged at the run's start
+            from ftlab.reproduce.run_side import record_resume
+
+            logged_steps = record_resume(run, checkpoint)
+        else:
+            record_start(run, cfg, datamodule)
+            logged_steps = {}
+        if differences is not None:
+            from ftlab.reproduce.run_side import record_differences
+
+            record_differences(run, differences)
+        trainer.loggers = [
+            MlflowRunLogger(tracking_uri, run.run_id, flush_every, logged_steps=logged_steps)
+        ]
         if cfg.logger.get("system_metrics", True):
             run.start_system_metrics(cfg.logger.get("system_metrics_interval", 10))
         try:
-            result = _fit_and_test(cfg, trainer, model, datamodule)
+            result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
         except SystemExit:
             if trainer.interrupted:
                 run.mark_interrupted()
+                _offer_resume(run, trainer)
             raise
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        best = _best_checkpoint(trainer)
         if pruning is not None:
             pruned_at = pruning.pruned_epoch()
             state = "PRUNED" if pruned_at is not None else "COMPLETE"
@@ -113,8 +143,8 @@ def _trial_pruning(cfg: DictConfig) -> Any:
 
 def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
     """What a sweep job returns: the best monitored value and whether it was pruned."""
-    checkpoint = trainer.checkpoint_callback
-    score = checkpoint.best_model_score if checkpoint is not None else None
+    monitored = _monitored_checkpoint(trainer)
+    score = monitored.best_model_score if monitored is not None else None
     objective = str(cfg.get("optimized_metric") or cfg.monitor.metric)
     if objective == str(cfg.monitor.metric) and score is not None:
         value = float(score)  # the best epoch's value, the one the best checkpoint holds
@@ -129,16 +159,18 @@ def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict
     return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
 
 
-def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) -> dict[str, Any]:
+def _fit_and_test(
+    cfg: DictConfig, trainer: Any, model: Any, datamodule: Any, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Fit (from `checkpoint` when resuming), then test the best checkpoint."""
     from ftlab.console import print_results
 
-    trainer.fit(model, datamodule=datamodule)
-    checkpoint = trainer.checkpoint_callback
-    has_best = checkpoint is not None and bool(checkpoint.best_model_path)
+    # weights_only: a checkpoint is loaded without running any pickled code.
+    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    best = _best_checkpoint(trainer)
+    has_best = best is not None
     if cfg.get("test", True):
-        trainer.test(
-            model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False
-        )
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "val/"))
     }
@@ -148,6 +180,34 @@ def _fit_and_test(cfg: DictConfig, trainer: Any, model: Any, datamodule: Any) ->
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if has_best else "final metrics", shown)
     return _objective(cfg, trainer, metrics)
+
+
+def _offer_resume(run: Any, trainer: Any) -> None:
+    """After a stop signal: keep the last checkpoint with the run and say how to continue."""
+    from ftlab.callbacks.checkpoints import LastCheckpoint
+
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+    if last is None or not last.path.is_file():
+        return
+    try:  # beside the local file, so the run can be resumed where that folder does not exist
+        run.log_artifact(last.path, "checkpoints")
+    except Exception as err:  # noqa: BLE001 - the local file is still there to resume from
+        print(f"warning: could not upload {last.path}: {err}", file=sys.stderr)
+    print(
+        f"\nStopped; checkpoint saved at step {trainer.global_step}. Resume: ftlab resume {run.run_id}"
+    )
+
+
+def _monitored_checkpoint(trainer: Any) -> Any:
+    """The callback that keeps the best checkpoint by the monitored metric (None when dropped)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def _best_checkpoint(trainer: Any) -> str | None:
+    monitored = _monitored_checkpoint(trainer)
+    return (monitored.best_model_path or None) if monitored is not None else None
 
 
 def _choices() -> dict[str, str]:

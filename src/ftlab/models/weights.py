@@ -68,3 +68,16 @@ def load_weights(
         )
         raise FtlabError(f"{source} does not fit the backbone: {'; '.join(problems)}")
     module.load_state_dict({name: state[name] for name in own if name in state}, strict=False)
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order: two modules hash
+    equal exactly when their weights and buffers are bitwise equal."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

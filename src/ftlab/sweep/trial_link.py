@@ -7,8 +7,9 @@ from typing import Any
 
 import lightning.pytorch as L
 
-# The config key the sweeper sets on each job: study, storage, trial_id, number, parent_run_id.
-TRIAL_KEY = "optuna_trial"
+from ftlab.sweep import TRIAL_KEY
+
+__all__ = ["PRUNED_AT", "TRIAL_KEY", "TrialPruning"]
 PRUNED_AT = "pruned_at_epoch"  # trial user attr: the epoch a pruned trial stopped at
 
 

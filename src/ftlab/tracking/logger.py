@@ -17,10 +17,18 @@ from lightning.pytorch.utilities import rank_zero_only
 
 class MlflowRunLogger(Logger):
     def __init__(
-        self, tracking_uri: str, run_id: str, flush_every: int = 200, flush_seconds: float = 5.0
+        self,
+        tracking_uri: str,
+        run_id: str,
+        flush_every: int = 200,
+        flush_seconds: float = 5.0,
+        logged_steps: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.tracking_uri, self.run_id = tracking_uri, run_id
+        # A resumed run recomputes the steps between its checkpoint and the interruption; those
+        # values are already stored (and equal, training being deterministic): skip them.
+        self.logged_steps = dict(logged_steps or {})
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
         self._buffer: list[Any] = []
         self._last_flush = time.monotonic()
@@ -56,8 +64,10 @@ class MlflowRunLogger(Logger):
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
+        step = int(step or 0)
         for key, value in metrics.items():
-            self._buffer.append(Metric(key, float(value), timestamp, int(step or 0)))
+            if step > self.logged_steps.get(key, -1):
+                self._buffer.append(Metric(key, float(value), timestamp, step))
         if (
             len(self._buffer) >= self.flush_every
             or time.monotonic() - self._last_flush > self.flush_seconds

@@ -23,6 +23,8 @@ from ftlab.tracking.identity import git_diff, git_state, machine_tags
 from ftlab.tracking.redact import redact_override, redact_params, redact_tree, secret_values
 from ftlab.tracking.run import TrackedRun
 
+WEIGHTS_TAG = "ftlab.weights_sha256"
+
 
 # ------------------------------------------------------------------ identity
 def run_name(cfg: DictConfig, optimizer_choice: str | None) -> str:
@@ -130,12 +132,15 @@ def record_end(
     import torch
 
     from ftlab.models.package import Predictor, save_model_dir
+    from ftlab.models.weights import state_sha256
     from ftlab.tracking.model_export import log_pyfunc_model, register
 
     if best_checkpoint:
         run.log_artifact(best_checkpoint, "checkpoints")
         state = torch.load(best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
+    # Equal hashes, bitwise equal weights: what `ftlab reproduce --check` compares beside metrics.
+    run.set_tags({WEIGHTS_TAG: state_sha256(model)})
     facts: dict[str, str] = {}
     run.set_tags({"ftlab.trainable_params": str(model.trained_parameter_count())})
     backbone, backbone_config = model.exported_backbone()  # LoRA: adapters merged

@@ -23,8 +23,9 @@ class Interrupted(KeyboardInterrupt):
 class TrackedRun:
     """A context manager around one MLflow run.
 
-    `with TrackedRun(...) as run:` creates the run (and the experiment if needed); leaving the block
-    sets FINISHED, FAILED (traceback logged as `error/traceback.txt`) or KILLED.
+    `with TrackedRun(...) as run:` creates the run (and the experiment if needed), or reopens
+    `resume_run_id`; leaving the block sets FINISHED, FAILED (traceback logged as
+    `error/traceback.txt`) or KILLED.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class TrackedRun:
         run_name: str,
         tags: dict[str, str] | None = None,
         description: str | None = None,
+        resume_run_id: str | None = None,
     ) -> None:
         from mlflow.tracking import MlflowClient
 
@@ -44,7 +46,8 @@ class TrackedRun:
         self.tags = dict(tags or {})
         if description:
             self.tags["mlflow.note.content"] = description
-        self.run_id: str | None = None
+        self.run_id: str | None = resume_run_id
+        self.resuming = resume_run_id is not None
         self.experiment_id: str | None = None
         self._previous_sigterm: Any = None
         self._interrupted = False
@@ -52,9 +55,14 @@ class TrackedRun:
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> TrackedRun:
-        self.experiment_id = self._experiment_id()
-        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
-        self.run_id = run.info.run_id
+        if self.resuming:  # the same run continues: RUNNING again, its name and tags kept
+            run = self.client.get_run(self.run_id)
+            self.experiment_id, self.run_name = run.info.experiment_id, run.info.run_name
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            self.experiment_id = self._experiment_id()
+            run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
+            self.run_id = run.info.run_id
         self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
@@ -65,7 +73,10 @@ class TrackedRun:
 
         mlflow.set_tracking_uri(self.tracking_uri)  # the monitor logs through the default client
         self._system_monitor = SystemMetricsMonitor(
-            self.run_id, sampling_interval=interval_s, samples_before_logging=1
+            self.run_id,
+            sampling_interval=interval_s,
+            samples_before_logging=1,
+            resume_logging=self.resuming,  # steps continue after the ones already stored
         )
         self._system_monitor.start()
 
@@ -111,6 +122,14 @@ class TrackedRun:
             self.client.log_batch(
                 self.run_id, params=entries[start : start + 100], synchronous=True
             )
+
+    def last_metric_steps(self) -> dict[str, int]:
+        """The highest step logged per metric key (what a resumed run must not log again)."""
+        keys = self.client.get_run(self.run_id).data.metrics
+        return {
+            key: max(m.step for m in self.client.get_metric_history(self.run_id, key))
+            for key in keys
+        }
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -1,0 +1,268 @@
+"""`ftlab reproduce` and `ftlab resume` through the CLI, on tiny models and real local stores."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import FTLAB, TINY_DIGITS_RUN, TINY_TEXT, all_runs, cli_env, local_store, run_ftlab
+from ftlab.callbacks.checkpoints import AtomicCheckpointIO
+from ftlab.config.setup import compose_train
+from ftlab.data.sampling import EpochShuffle
+from ftlab.errors import FtlabError
+from ftlab.reproduce.trust import check_targets
+
+NO_SYSTEM_METRICS = "logger.system_metrics=false"
+
+
+def _only_run(workdir: Path):
+    (run,) = all_runs(local_store(workdir))
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A finished tiny digits run: (its project directory, its run id)."""
+    workdir = tmp_path_factory.mktemp("finished")
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, NO_SYSTEM_METRICS, "hydra.run.dir=out", cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, _only_run(workdir).info.run_id
+
+
+def test_reproduce_check_gives_equal_metrics_and_weights(finished_run) -> None:
+    workdir, run_id = finished_run
+    result = run_ftlab("reproduce", run_id, "--check", cwd=workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "REPRODUCED" in result.stdout
+    client = MlflowClient(local_store(workdir))
+    (new,) = client.search_runs(
+        [client.get_run(run_id).info.experiment_id],
+        filter_string=f"tags.`ftlab.reproduces` = '{run_id}'",
+    )
+    original = client.get_run(run_id)
+    assert new.info.status == "FINISHED"
+    assert new.data.metrics["test/loss"] == original.data.metrics["test/loss"]
+    assert new.data.tags["ftlab.weights_sha256"] == original.data.tags["ftlab.weights_sha256"]
+    assert new.data.tags["ftlab.reproduce.differences"] == "none"
+
+
+def test_rerun_from_the_saved_config_files_alone(finished_run) -> None:
+    """`ftlab train --config-path <output dir>/.hydra --config-name config`, no store needed."""
+    workdir, run_id = finished_run
+    result = run_ftlab(
+        "train",
+        "--config-path",
+        str(workdir / "out" / ".hydra"),
+        "--config-name",
+        "config",
+        "logger.enabled=false",  # groups cannot be swapped here: the file is the whole config
+        "hydra.run.dir=again",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "again" / "checkpoints" / "best.ckpt").is_file()
+    original = MlflowClient(local_store(workdir)).get_run(run_id).data.metrics["test/loss"]
+    assert f"{original:.4f}" in result.stdout  # the results table shows the same test loss
+
+
+def test_changed_data_fails_the_check_and_names_the_fingerprint(
+    workdir: Path, vader_csv: Path
+) -> None:
+    data = workdir / "words.csv"
+    shutil.copy(vader_csv, data)
+    args = ["data=csv", f"data.path={data}", "data.text_column=word", "loss=cross_entropy"]
+    trained = run_ftlab("train", *TINY_TEXT, *args, NO_SYSTEM_METRICS, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_id = _only_run(workdir).info.run_id
+    lines = data.read_text().splitlines()
+    flipped = [
+        line.replace(",positive,", ",negative,") if i % 3 == 0 else line
+        for i, line in enumerate(lines)
+    ]
+    data.write_text("\n".join(flipped) + "\n")
+    result = run_ftlab("reproduce", run_id, "--check", cwd=workdir)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "data fingerprint" in result.stdout
+    assert "DIFFERENT" in result.stdout
+
+
+def test_sigkilled_run_resumes_into_the_same_run_and_matches_an_uninterrupted_one(
+    workdir: Path,
+) -> None:
+    args = [
+        "experiment=digits_scratch",
+        "data.max_samples=600",
+        "model.backbone.width=8",
+        "trainer.max_epochs=4",
+        "trainer.log_every_n_steps=1",
+        "logger.log_model=false",
+        NO_SYSTEM_METRICS,
+        "hydra.run.dir=out",
+    ]
+    last = workdir / "out" / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen([FTLAB, "train", *args], cwd=workdir, env=cli_env())
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # kill -9 once epoch 1 is checkpointed: no handler, no clean-up runs
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline
+            if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed = _only_run(workdir)
+    assert killed.info.status == "RUNNING"  # nobody could close it
+
+    resumed = run_ftlab("resume", killed.info.run_id, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    run = _only_run(workdir)  # the same run, no new one
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["ftlab.resume_count"] == "1"
+
+    # An uninterrupted run of the same config: `reproduce --check` compares it with the resumed one.
+    check = run_ftlab("reproduce", run.info.run_id, "--check", cwd=workdir)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    client = MlflowClient(local_store(workdir))
+    uninterrupted = next(
+        r for r in all_runs(local_store(workdir)) if r.info.run_id != run.info.run_id
+    )
+    for key in ("train/loss", "val/loss"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        reference = [m.step for m in client.get_metric_history(uninterrupted.info.run_id, key)]
+        assert steps == sorted(set(steps)), f"{key}: duplicate or unordered steps {steps}"
+        assert steps == reference, f"{key}: steps differ from an uninterrupted run"
+
+
+def _store_run(workdir: Path, config: dict | None, status: str = "FINISHED", **tags: str) -> str:
+    """A run as another tool (or another ftlab) would have left it in the store."""
+    client = MlflowClient(local_store(workdir))
+    (workdir / "mlruns").mkdir(exist_ok=True)
+    experiment = client.create_experiment("elsewhere")
+    run = client.create_run(experiment, tags=tags)
+    if config is not None:
+        client.log_text(run.info.run_id, yaml.safe_dump(config), ".hydra/config.yaml")
+        client.log_text(run.info.run_id, yaml.safe_dump(TINY_DIGITS_RUN), ".hydra/overrides.yaml")
+    client.set_terminated(run.info.run_id, status=status)
+    return run.info.run_id
+
+
+def _tiny_config() -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_train(TINY_DIGITS_RUN), resolve=False)
+
+
+def _bad_input(workdir: Path, *args: str) -> str:
+    before = len(all_runs(local_store(workdir)))
+    result = run_ftlab(*args, cwd=workdir)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(all_runs(local_store(workdir))) == before, "a run was created"
+    assert not (workdir / "outputs").exists(), "training started"
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_untrusted_target_is_refused_and_nothing_runs(workdir: Path) -> None:
+    config = _tiny_config()
+    config["callbacks"]["evil"] = {"_target_": "os.system", "command": "touch pwned"}
+    run_id = _store_run(workdir, config)
+    message = _bad_input(workdir, "reproduce", run_id)
+    assert "callbacks.evil._target_: 'os.system'" in message and "--trust" in message
+    assert not (workdir / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unknown_run", "no_config", "finished", "checkpoint_gone", "newer_keys"],
+)
+def test_bad_input_is_one_line_and_creates_nothing(workdir: Path, case: str) -> None:
+    config = _tiny_config()
+    if case == "unknown_run":
+        _store_run(workdir, config)
+        message = _bad_input(workdir, "resume", "0123456789abcdef0123456789abcdef")
+        assert "no run with that id or name" in message
+    elif case == "no_config":
+        run_id = _store_run(workdir, None)
+        message = _bad_input(workdir, "reproduce", run_id)
+        assert "has no logged config" in message
+    elif case == "finished":
+        run_id = _store_run(workdir, config)
+        message = _bad_input(workdir, "resume", run_id)
+        assert "is FINISHED: nothing to resume" in message
+    elif case == "checkpoint_gone":
+        run_id = _store_run(
+            workdir, config, status="KILLED", **{"ftlab.output_dir": str(workdir / "gone")}
+        )
+        message = _bad_input(workdir, "resume", run_id)
+        assert "no last checkpoint" in message and "gone" in message
+    else:
+        config["trainer"]["new_knob"] = 3
+        run_id = _store_run(workdir, config, **{"ftlab.version": "9.0.0"})
+        message = _bad_input(workdir, "reproduce", run_id)
+        assert "trainer.new_knob" in message and "9.0.0" in message
+
+
+def test_a_sweep_trial_reproduces(workdir: Path) -> None:
+    sweep = run_ftlab(
+        "train",
+        "-m",
+        *TINY_DIGITS_RUN,
+        NO_SYSTEM_METRICS,
+        "logger.log_model=false",
+        "hparams_search=lr_optimizer",
+        "hydra.sweeper.n_trials=1",
+        cwd=workdir,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    (trial,) = [r for r in all_runs(local_store(workdir)) if "ftlab.trial_number" in r.data.tags]
+    result = run_ftlab("reproduce", trial.info.run_id, "--check", cwd=workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ units
+def test_trust_check_finds_targets_in_nested_lists() -> None:
+    check_targets({"a": [{"_target_": "torch.nn.Linear"}, {"_target_": "ftlab.x.Y"}]})
+    with pytest.raises(FtlabError, match=r"a\[1\].b._target_: 'builtins.eval'"):
+        check_targets({"a": [{}, {"b": {"_target_": "builtins.eval"}}]})
+    check_targets({"a": {"_target_": "mylab.models.Net"}}, ["mylab.models"])
+    with pytest.raises(FtlabError):
+        check_targets({"a": {"_target_": "mylab_evil.Net"}}, ["mylab"])
+
+
+def test_data_order_depends_on_seed_and_epoch_only() -> None:
+    def order(seed: int, epoch: int) -> list[int]:
+        sampler = EpochShuffle(50, seed, torch.Generator())
+        torch.manual_seed(epoch * 7)  # the global RNG must not matter
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(1, 3) == order(1, 3)
+    assert order(1, 3) != order(1, 4) and order(1, 3) != order(2, 3)
+    assert sorted(order(1, 3)) == list(range(50))
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-save")
+
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1)}, target)
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        io.save_checkpoint({"step": torch.tensor(2), "bad": Unsaveable()}, target)
+    assert torch.load(target, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
