@@ -54,7 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 round of 60 steps")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.rounds = 60, 1
     quiet_lightning()
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -78,7 +81,7 @@ def main() -> None:
                 f"{model_name:<12} {name:<24} {figures['median'] * 1e3:>15.2f} {spread:>16} {figures['ratio_to_no_logger']:>7.3f}"
             )
     print(
-        f"written: {write_results('logging', {'steps': args.steps, 'rounds': args.rounds, 'results': results})}"
+        f"written: {write_results('logging', {'steps': args.steps, 'rounds': args.rounds, 'results': results}, quick=args.quick)}"
     )
 
 

@@ -47,7 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="5 trials of 3 epochs")
     args = parser.parse_args()
+    if args.quick:
+        args.trials, args.epochs = 5, 3
     with tempfile.TemporaryDirectory() as scratch:
         results = {
             name: sweep(Path(scratch), args.trials, args.epochs, name)
@@ -71,7 +74,7 @@ def main() -> None:
         f"median/none: epochs {ratios['epochs']:.2f}x, wall {ratios['wall']:.2f}x, best value {ratios['best_value_change']:+.4f}"
     )
     print(
-        f"written: {write_results('pruning', {**vars(args), 'results': results, 'ratios': ratios})}"
+        f"written: {write_results('pruning', {**vars(args), 'results': results, 'ratios': ratios}, quick=args.quick)}"
     )
 
 

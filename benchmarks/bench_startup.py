@@ -116,7 +116,9 @@ def main() -> None:
             "phases_s": per_phase,
         }
     _print(results, configs)
-    path = write_results("startup", {"rounds": rounds, "configs": configs, "results": results})
+    path = write_results(
+        "startup", {"rounds": rounds, "configs": configs, "results": results}, quick=args.quick
+    )
     print(f"written: {path}")
 
 

@@ -62,8 +62,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, results: dict[str, Any]) -> Path:
+def write_results(name: str, results: dict[str, Any], quick: bool = False) -> Path:
+    """benchmarks/results/NAME.json; quick (or dry) runs go to NAME-quick.json, never committed."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
     return path

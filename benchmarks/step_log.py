@@ -43,6 +43,7 @@ class StepLog(L.Callback):
             "fit_s": time.perf_counter() - self.fit_start,
             "peak_memory_mb": peak_memory_mb(),
             "torch_threads": torch.get_num_threads(),
+            "val_loss": float(trainer.callback_metrics.get("val/loss", float("nan"))),
         }
         with open(self.out, "w") as file:
             json.dump(record, file)

@@ -1,0 +1,95 @@
+"""Against Hugging Face Trainer: the same MiniLM-on-VADER fine-tune for the same steps as
+`ftlab train` (tracking and checkpoints on, as users run it) and as `transformers.Trainer`
+(hf_trainer.py: same data, initial weights, batch, lr, weight decay, cosine schedule and warm-up,
+evaluation and a checkpoint each epoch; the Trainer's own defaults otherwise, without tracking).
+
+Each side runs in its own process, alternating, several rounds. Figures: fit wall time (training
+with its evaluations and checkpoints), process wall time (start-up included), final validation
+loss, and the ratios ftlab / Trainer. The run's test pass and model logging come after the last
+step and are turned off on the ftlab side (`test=false logger.log_model=false`).
+Run: .venv/bin/python benchmarks/bench_hf_trainer.py [--rounds 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_overhead import AFTER_FIT_OFF, BENCH_DIR, FTLAB, _env
+from common import write_results
+
+# MiniLM on 2,000 VADER words: 50 steps per epoch at batch 32; quick: 400 words, 10 per epoch.
+FULL = (["data.max_samples=2000"], 100)
+QUICK = (["data.max_samples=400"], 20)
+
+
+def run_side(side: str, overrides: list[str], steps: int, workdir: Path) -> dict:
+    out = workdir / f"{side}.json"
+    out.unlink(missing_ok=True)
+    overrides = [*overrides, f"trainer.max_steps={steps}"]
+    if side == "ftlab":
+        step_log = f"+callbacks.step_log={{_target_: step_log.StepLog, out: '{out}'}}"
+        command = [FTLAB, "train", *overrides, *AFTER_FIT_OFF, step_log]
+    else:
+        script = str(BENCH_DIR / "hf_trainer.py")
+        command = [sys.executable, script, "--steps", str(steps), "--out", str(out), *overrides]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=workdir, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    record = json.loads(out.read_text())
+    return {"process_s": wall, **{k: record[k] for k in ("fit_s", "val_loss", "peak_memory_mb")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="1 round, 20 steps on 400 words")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    overrides, steps = QUICK if args.quick else FULL
+    runs: dict[str, list[dict]] = {"ftlab": [], "hf_trainer": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_number in range(rounds):
+            order = ["ftlab", "hf_trainer"] if round_number % 2 == 0 else ["hf_trainer", "ftlab"]
+            for side in order:
+                runs[side].append(run_side(side, overrides, steps, Path(scratch)))
+    results = {
+        side: {key: statistics.median(run[key] for run in records) for key in records[0]}
+        | {"fit_s_min_max": [min(r["fit_s"] for r in records), max(r["fit_s"] for r in records)]}
+        for side, records in runs.items()
+    }
+    ftlab, hf = results["ftlab"], results["hf_trainer"]
+    results["ratio"] = {
+        "fit": ftlab["fit_s"] / hf["fit_s"],
+        "process": ftlab["process_s"] / hf["process_s"],
+        "val_loss_diff": ftlab["val_loss"] - hf["val_loss"],
+    }
+    print(
+        f"{'side':<11} {'fit s':>7} {'min-max':>13} {'process s':>10} {'val loss':>9} {'peak MB':>8}"
+    )
+    for side in ("ftlab", "hf_trainer"):
+        f = results[side]
+        spread = f"{f['fit_s_min_max'][0]:.1f}-{f['fit_s_min_max'][1]:.1f}"
+        print(
+            f"{side:<11} {f['fit_s']:>7.1f} {spread:>13} {f['process_s']:>10.1f} {f['val_loss']:>9.4f} {f['peak_memory_mb']:>8.0f}"
+        )
+    r = results["ratio"]
+    print(
+        f"ftlab/Trainer: fit {r['fit']:.3f}x, process {r['process']:.3f}x, val loss {r['val_loss_diff']:+.4f}"
+    )
+    sizes = {"overrides": overrides, "steps": steps, "rounds": rounds}
+    print(
+        f"written: {write_results('hf_trainer', {**sizes, 'results': results}, quick=args.quick)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
