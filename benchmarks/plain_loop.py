@@ -61,9 +61,6 @@ def main() -> None:
     optimizer = instantiate(cfg.optimizer)(groups)
     scheduler = instantiate(cfg.scheduler).build(optimizer, args.steps)["scheduler"]
     train_loader, val_loader = datamodule.train_dataloader(), datamodule.val_dataloader()
-    # Lightning's sanity check opens the validation loader before training, and opening a
-    # loader draws once from torch's RNG: draw the same, so batches and dropout masks match.
-    iter(val_loader)
 
     ends: list[float] = []
     losses: list[float] = []
@@ -71,7 +68,13 @@ def main() -> None:
     best = float("inf")
     fit_start = time.perf_counter()
     model.train()
+    epoch = 0
     while len(ends) < args.steps:
+        # ftlab's loaders shuffle by (seed, epoch) without the global RNG; Lightning announces
+        # the epoch to the sampler, as a hand-written loop does with DistributedSampler.
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        epoch += 1
         for inputs, targets in train_loader:
             inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
