@@ -105,6 +105,7 @@ def test_sigkilled_run_resumes_into_the_same_run_and_matches_an_uninterrupted_on
         "model.backbone.width=8",
         "trainer.max_epochs=4",
         "trainer.log_every_n_steps=1",
+        "callbacks.last_checkpoint.every_n_steps=3",  # 7 steps per epoch: most saves mid-epoch
         "logger.log_model=false",
         NO_SYSTEM_METRICS,
         "hydra.run.dir=out",
@@ -113,12 +114,14 @@ def test_sigkilled_run_resumes_into_the_same_run_and_matches_an_uninterrupted_on
     process = subprocess.Popen([FTLAB, "train", *args], cwd=workdir, env=cli_env())
     try:
         deadline = time.monotonic() + 180
-        while True:  # kill -9 once epoch 1 is checkpointed: no handler, no clean-up runs
+        while True:  # kill -9 after a mid-epoch save in epoch 1+: no handler, no clean-up runs
             assert process.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline
-            if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
-                break
-            time.sleep(0.05)
+            if last.is_file():
+                step = torch.load(last, weights_only=True)["global_step"]
+                if step > 7 and step % 7:
+                    break
+            time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -144,7 +147,9 @@ def test_sigkilled_run_resumes_into_the_same_run_and_matches_an_uninterrupted_on
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         reference = [m.step for m in client.get_metric_history(uninterrupted.info.run_id, key)]
         assert steps == sorted(set(steps)), f"{key}: duplicate or unordered steps {steps}"
-        assert steps == reference, f"{key}: steps differ from an uninterrupted run"
+        assert steps == reference, (
+            f"{key}: {sorted(set(steps) ^ set(reference))} differ from an uninterrupted run"
+        )
 
 
 def _store_run(workdir: Path, config: dict | None, status: str = "FINISHED", **tags: str) -> str:
@@ -266,3 +271,46 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> N
         io.save_checkpoint({"step": torch.tensor(2), "bad": Unsaveable()}, target)
     assert torch.load(target, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_resume_mid_epoch_equals_an_uninterrupted_fit(tmp_path: Path) -> None:
+    """In-process: stop after a mid-epoch step checkpoint, resume, compare weights bitwise."""
+    import lightning.pytorch as L
+
+    from ftlab import builders
+    from ftlab.models.weights import state_sha256
+
+    class StopAtStep(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            if trainer.global_step == 11:  # the step-9 checkpoint is 1 batch into epoch 2
+                # (saved at the start of the batch that would make step 10)
+                raise KeyboardInterrupt
+
+    def fit(out: Path, ckpt: Path | None = None, stop: bool = False):
+        cfg = compose_train(
+            [
+                *TINY_DIGITS_RUN,
+                "trainer.max_epochs=3",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+                "callbacks.last_checkpoint.every_n_steps=3",
+            ],
+            output_dir=str(out),
+        )
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = builders.build_datamodule(cfg)
+        model = builders.build_model(cfg, datamodule)
+        callbacks = builders.build_callbacks(cfg, with_logger=False)
+        trainer = builders.build_trainer(cfg, callbacks + ([StopAtStep()] if stop else []))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        except SystemExit:  # Lightning's answer to KeyboardInterrupt
+            assert stop
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        return state_sha256(model), metrics
+
+    uninterrupted = fit(tmp_path / "a")
+    fit(tmp_path / "b", stop=True)
+    last = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 9
+    assert fit(tmp_path / "b", ckpt=last) == uninterrupted

@@ -38,6 +38,8 @@ def quiet_lightning() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # ftlab's data module carries the position in the epoch (SplitDataModule.state_dict).
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
     # ftlab keeps frozen parts in eval mode on purpose (finetune strategies).
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -84,10 +84,10 @@ class LastCheckpoint(Checkpoint):
     """Saves `<dirpath>/last.ckpt` after every epoch, every `every_n_steps` optimizer steps when set, and when
     SIGTERM or SIGINT arrives.
 
-    A signal only sets a flag: the save happens at the end of the current training batch, where
-    weights and optimizer state agree, then training stops as interrupted (the run ends KILLED).
-    A second signal stops at once. During validation a signal stops without a new save; the last
-    epoch's checkpoint is the consistent one.
+    A signal only sets a flag: the save happens before the next training batch (or at the
+    epoch's end), where weights and optimizer state agree, then training stops as interrupted
+    (the run ends KILLED). A second signal stops at once. During validation a signal stops
+    without a new save; the checkpoint from before validation is the consistent one.
     """
 
     def __init__(self, dirpath: str, every_n_steps: int | None = None) -> None:
@@ -97,6 +97,7 @@ class LastCheckpoint(Checkpoint):
         self._stop_requested = False
         self._previous_handlers: dict[int, Any] = {}
         self._last_step_saved = -1
+        self._before_batch = False
 
     @property
     def path(self) -> Path:
@@ -116,14 +117,17 @@ class LastCheckpoint(Checkpoint):
         set_rng_states(state_dict["rng"])
 
     # ------------------------------------------------------------ schedule
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        """Step saves and signal stops happen here, before the batch trains: the state is the one
+        after the previous optimizer step, and that step's metrics are already logged (at batch
+        end Lightning has not logged them yet, so a resume from there would leave a gap)."""
         if self._stop_now(trainer):
-            self._save(trainer)
+            self._save(trainer, before_batch=True)
             raise Interrupted("stopped by signal; checkpoint saved")
         step, every = trainer.global_step, self.every_n_steps
         # Between accumulated micro-batches global_step stands still: save once per step.
-        if every and step % every == 0 and step != self._last_step_saved:
-            self._save(trainer)
+        if every and step > 0 and step % every == 0 and step != self._last_step_saved:
+            self._save(trainer, before_batch=True)
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self._stop_now(trainer):
@@ -133,15 +137,33 @@ class LastCheckpoint(Checkpoint):
         # Lightning calls checkpoint callbacks after the module's own epoch-end hook and after
         # validation, so early stopping and the best checkpoint are up to date in this file.
         self._save(trainer)
+        if self._stop_now(trainer):
+            raise Interrupted("stopped by signal; checkpoint saved")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _flush_loggers(trainer)  # the last epoch's metrics are stored before a kill can lose them
 
-    def _save(self, trainer: L.Trainer) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if not self._before_batch:
+            return
+        # Lightning expects mid-epoch saves at batch end. Saved before a batch, the progress
+        # counts that batch as fetched ("ready") but not started; uncount it, so a resume sees a
+        # save after the last finished batch and neither repeats nor skips a logging step.
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        for counter in ("total", "current"):
+            progress[counter]["ready"] = progress[counter]["started"]
+
+    def _save(self, trainer: L.Trainer, before_batch: bool = False) -> None:
         # A checkpoint is a commit point: the metrics logged so far are stored with it, so a
         # resume from it leaves no gap in the run's metric history.
         _flush_loggers(trainer)
-        trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+        self._before_batch = before_batch
+        try:
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+        finally:
+            self._before_batch = False
         self._last_step_saved = trainer.global_step
 
     # ------------------------------------------------------------ signals

@@ -91,6 +91,7 @@ class SplitDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.max_samples = max_samples
         self.shuffle_seed = shuffle_seed
+        self._resumed_mid_epoch: tuple[int, int] | None = None
         self._data: LoadedData | None = None
         self._splits: dict[str, np.ndarray] = {}
         self._inputs_fn: Callable[[list[Any]], Any] | None = None
@@ -196,7 +197,13 @@ class SplitDataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         # Loaders never touch the global RNG: a resumed run then matches an uninterrupted one.
         generator = torch.Generator().manual_seed(self.shuffle_seed)
-        sampler = EpochShuffle(len(dataset), self.shuffle_seed, generator) if shuffle else None
+        sampler = None
+        if shuffle:
+            resume_at = None
+            if self._resumed_mid_epoch is not None:
+                epoch, batches = self._resumed_mid_epoch
+                resume_at = (epoch, batches * self.batch_size)
+            sampler = EpochShuffle(len(dataset), self.shuffle_seed, generator, resume_at)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -206,6 +213,21 @@ class SplitDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=Collate(self._inputs_fn, target_dtype),
         )
+
+    # ------------------------------------------------------------ position in the epoch, in checkpoints
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the current epoch, so a mid-epoch resume continues there."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # epoch finished: the next one starts fresh
+            return {}
+        return {"epoch": trainer.current_epoch, "batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resumed_mid_epoch = (state_dict["epoch"], state_dict["batches_done"])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -27,9 +27,18 @@ class EpochShuffle(Sampler[int]):
     from it, which would otherwise come from (and advance) the global RNG.
     """
 
-    def __init__(self, size: int, seed: int, loader_generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        loader_generator: torch.Generator,
+        resume_at: tuple[int, int] | None = None,
+    ) -> None:
         self.size, self.seed = size, seed
         self.loader_generator = loader_generator
+        # (epoch, examples already trained in it): a run resumed mid-epoch continues that
+        # epoch's order where it stopped instead of starting it over.
+        self.resume_at = resume_at
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -38,7 +47,10 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            order = order[self.resume_at[1] :]
+        return iter(order)
 
     def __len__(self) -> int:
         return self.size

@@ -9,8 +9,14 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, Pearson
 from ftlab.models.losses import REGRESSION
 
 
-def task_metrics(task: str, num_classes: int | None, prefix: str) -> MetricCollection:
-    """Regression: mse, mae, pearson r. Classification: accuracy and macro F1 on class indices."""
+def task_metrics(
+    task: str, num_classes: int | None, prefix: str, persistent: bool = False
+) -> MetricCollection:
+    """Regression: mse, mae, pearson r. Classification: accuracy and macro F1 on class indices.
+
+    `persistent` puts the accumulated state into checkpoints: a run resumed mid-epoch then reports
+    the same epoch metrics as one that never stopped.
+    """
     if task == REGRESSION:
         metrics = {
             "mse": MeanSquaredError(),
@@ -23,4 +29,6 @@ def task_metrics(task: str, num_classes: int | None, prefix: str) -> MetricColle
             "acc": MulticlassAccuracy(num_classes=classes, average="micro"),
             "f1_macro": MulticlassF1Score(num_classes=classes, average="macro"),
         }
-    return MetricCollection(metrics, prefix=prefix)
+    collection = MetricCollection(metrics, prefix=prefix)
+    collection.persistent(persistent)
+    return collection

@@ -45,7 +45,9 @@ class FineTuneModule(L.LightningModule):
         self.head_config = head_config or {}
         self.metrics = nn.ModuleDict(
             {
-                f"{stage}_metrics": task_metrics(self.task, num_classes, f"{stage}/")
+                f"{stage}_metrics": task_metrics(
+                    self.task, num_classes, f"{stage}/", persistent=stage == "train"
+                )
                 for stage in ("train", "val", "test")
             }
         )
