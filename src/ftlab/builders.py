@@ -18,7 +18,7 @@ from ftlab.errors import FtlabError
 from ftlab.models.module import FineTuneModule
 
 # Callbacks that only make sense with a logger.
-_LOGGER_CALLBACKS = {"learning_rate_monitor", "throughput"}
+_LOGGER_CALLBACKS = {"learning_rates", "throughput"}
 
 
 def build_datamodule(cfg: DictConfig) -> SplitDataModule:
