@@ -53,6 +53,9 @@ class AdamWConfig(_OptimizerConfig):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
+    fused: bool | None = (
+        None  # one kernel over all params; None: torch's default (a slow loop on CPU)
+    )
 
 
 @dataclass
@@ -60,6 +63,9 @@ class AdamConfig(_OptimizerConfig):
     _target_: str = "torch.optim.Adam"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    fused: bool | None = (
+        None  # one kernel over all params; None: torch's default (a slow loop on CPU)
+    )
 
 
 @dataclass
