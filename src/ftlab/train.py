@@ -239,6 +239,18 @@ def _user_error(err: BaseException | None) -> FtlabError | None:
     return None
 
 
+def _nondeterministic_op(err: BaseException) -> FtlabError | None:
+    """torch refuses an op that has no deterministic implementation when
+    `trainer.deterministic=true`; say which, and how to run anyway."""
+    message = str(err)
+    if not isinstance(err, RuntimeError) or "deterministic implementation" not in message:
+        return None
+    return FtlabError(
+        f"trainer.deterministic: {message.splitlines()[0]} Set trainer.deterministic=warn to run "
+        "it anyway; the run is then not bitwise reproducible"
+    )
+
+
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -252,7 +264,7 @@ def main(cfg: DictConfig) -> Any:
     try:
         result = train(cfg, multirun=multirun)
     except Exception as err:
-        user_error = _user_error(err)
+        user_error = _user_error(err) or _nondeterministic_op(err)
         if user_error is None or multirun:
             raise
         print(f"error: {user_error}", file=sys.stderr)
