@@ -179,7 +179,9 @@ def main() -> None:
             tables.append(markdown(task, results, task.rows))
     print("\n\n".join(tables))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("finetune_table_quick.json" if args.quick else "finetune_table.json")
+    # One file per task set, so tasks measured in separate invocations do not overwrite each other.
+    suffix = "" if len(tasks) == 2 else f"_{args.tasks[0]}"
+    path = RESULTS / f"finetune_table{suffix}{'_quick' if args.quick else ''}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {path}")
 

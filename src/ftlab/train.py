@@ -114,10 +114,12 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
         try:
             result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
         except SystemExit:
-            if trainer.interrupted:
-                run.mark_interrupted()
-                _offer_resume(run, trainer)
-            raise
+            if not trainer.interrupted:
+                raise
+            run.mark_interrupted()
+            _offer_resume(run, trainer)
+            # Lightning exits with code None (success) after SIGTERM; a stopped run is not one.
+            raise SystemExit(1) from None
         best = _best_checkpoint(trainer)
         if pruning is not None:
             pruned_at = pruning.pruned_epoch()

@@ -166,6 +166,18 @@ class LastCheckpoint(Checkpoint):
             self._before_batch = False
         self._last_step_saved = trainer.global_step
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Lightning answers SIGTERM itself: it raises SIGTERMException after the batch in
+        flight, before this callback's next hook. Between batches the state is consistent, so
+        save it then; not in the middle of validation."""
+        from lightning.pytorch.trainer.states import RunningStage
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.state.stage == RunningStage.TRAINING:
+            self._save(trainer)
+
     # ------------------------------------------------------------ signals
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop_requested = False

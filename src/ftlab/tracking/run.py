@@ -89,14 +89,14 @@ class TrackedRun:
         signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
         if self._system_monitor is not None:
             self._system_monitor.finish()
-        if kind is None or (
+        if (kind is not None and issubclass(kind, KeyboardInterrupt)) or (
+            kind is not None and issubclass(kind, SystemExit) and self._interrupted
+        ):
+            status = "KILLED"  # Lightning's own SIGTERM exit carries code None: check this first
+        elif kind is None or (
             issubclass(kind, SystemExit) and getattr(error, "code", 1) in (0, None)
         ):
             status = "FINISHED"
-        elif issubclass(kind, KeyboardInterrupt) or (
-            issubclass(kind, SystemExit) and self._interrupted
-        ):
-            status = "KILLED"
         else:
             status = "FAILED"
             self._log_traceback(kind, error, tb)
