@@ -21,7 +21,7 @@ import yaml
 from ftlab.errors import FtlabError
 from ftlab.reproduce.compat import check_known_keys
 from ftlab.reproduce.handoff import ReproduceRequest, ResumeRequest, as_environment
-from ftlab.reproduce.source import LoggedRun, fetch_run, last_checkpoint
+from ftlab.reproduce.source import LoggedRun, artifact_text, fetch_run, last_checkpoint
 from ftlab.reproduce.trust import check_targets
 from ftlab.sweep import TRIAL_KEY
 
@@ -153,12 +153,10 @@ def _find_reproduction(client: Any, logged: LoggedRun, token: str) -> Any:
 def _differences(client: Any, run: Any) -> list[dict[str, str]]:
     from ftlab.reproduce.run_side import DIFFERENCES_ARTIFACT
 
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            path = client.download_artifacts(run.info.run_id, DIFFERENCES_ARTIFACT, scratch)
-        except Exception:  # noqa: BLE001 - a run that failed before recording them
-            return []
-        return yaml.safe_load(Path(path).read_text()).get("differences", [])
+    text = artifact_text(client, run.info.run_id, DIFFERENCES_ARTIFACT)
+    if text is None:  # a run that failed before recording them
+        return []
+    return yaml.safe_load(text).get("differences", [])
 
 
 def _print_comparison(

@@ -4,11 +4,10 @@ on the new run, so a metric that does not come back has its likely cause next to
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ftlab import __version__
+from ftlab.reproduce.source import artifact_text
 from ftlab.tracking.environment import requirements_txt
 from ftlab.tracking.identity import git_state, machine_tags
 
@@ -58,13 +57,9 @@ def environment_differences(
 
 
 def _package_differences(client: Any, run_id: str) -> list[dict[str, str]]:
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            text = Path(
-                client.download_artifacts(run_id, REQUIREMENTS_ARTIFACT, scratch)
-            ).read_text()
-        except Exception:  # noqa: BLE001 - an older run without the file: nothing to compare
-            return []
+    text = artifact_text(client, run_id, REQUIREMENTS_ARTIFACT)
+    if text is None:  # an older run without the file: nothing to compare
+        return []
     before, after = _pins(text), _pins(requirements_txt())
     return [
         {"what": f"package {name}", "original": before.get(name, "-"), "now": after.get(name, "-")}

@@ -74,10 +74,16 @@ def last_checkpoint(client: Any, logged: LoggedRun, download_to: Path) -> Path:
         ) from None
 
 
-def _artifact_yaml(client: Any, run_id: str, path: str) -> Any:
+def artifact_text(client: Any, run_id: str, path: str) -> str | None:
+    """The text of one artifact of the run, or None when it is not there."""
     with tempfile.TemporaryDirectory() as scratch:
         try:
             local = client.download_artifacts(run_id, path, scratch)
         except Exception:  # noqa: BLE001 - a missing artifact raises different errors per store
             return None
-        return yaml.safe_load(Path(local).read_text())
+        return Path(local).read_text()
+
+
+def _artifact_yaml(client: Any, run_id: str, path: str) -> Any:
+    text = artifact_text(client, run_id, path)
+    return None if text is None else yaml.safe_load(text)
