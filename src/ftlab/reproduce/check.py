@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ftlab.tracking.record import WEIGHTS_TAG
+from ftlab.names import TAG_WEIGHTS
 
 COMPARED_PREFIXES = ("train/", "val/", "test/")  # perf/, system/ and lr-* differ by nature
 GPU_RTOL = 1e-3  # GPU kernels are not bit-exact run to run; CPU runs are compared exactly
@@ -29,7 +29,7 @@ def compare_runs(original: Any, reproduced: Any, rtol: float) -> list[Comparison
     for key in sorted(set(a) ^ set(b)):
         if key.startswith(COMPARED_PREFIXES):
             rows.append(Comparison(key, a.get(key), b.get(key), False))
-    hash_a, hash_b = original.data.tags.get(WEIGHTS_TAG), reproduced.data.tags.get(WEIGHTS_TAG)
+    hash_a, hash_b = original.data.tags.get(TAG_WEIGHTS), reproduced.data.tags.get(TAG_WEIGHTS)
     if hash_a and hash_b:
         # Bitwise equality only means something when the metrics must be exact too.
         rows.append(

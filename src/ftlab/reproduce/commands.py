@@ -18,12 +18,13 @@ from typing import Any
 
 import yaml
 
+from ftlab.config.overrides import quote_override_value
+from ftlab.config.trust import check_config_trust
 from ftlab.errors import FtlabError
+from ftlab.names import TAG_NUM_NODES, TAG_REPRODUCE_TOKEN, TAG_VERSION, TAG_WORLD_SIZE, TRIAL_KEY
 from ftlab.reproduce.compat import check_known_keys
 from ftlab.reproduce.handoff import ReproduceRequest, ResumeRequest, as_environment
 from ftlab.reproduce.source import LoggedRun, artifact_text, fetch_run, last_checkpoint
-from ftlab.reproduce.trust import check_targets
-from ftlab.sweep import TRIAL_KEY
 
 
 def reproduce_command(
@@ -33,16 +34,23 @@ def reproduce_command(
     rtol: float | None,
     trust: bool,
     allow: list[str],
+    allow_env: list[str] = (),
 ) -> int:
     """Run the logged config as a new run, then compare final metrics (and weights) side by side.
     Returns 1 under `check` when they differ beyond `rtol`."""
     from ftlab.reproduce.check import compare_runs, default_rtol
 
     client, uri = _client(tracking_uri)
-    logged = _checked_run(client, run_ref, trust, allow)
+    logged = _checked_run(client, run_ref, trust, allow, allow_env)
+    check_world_size(logged.run, "reproduce")
     # The trial link belongs to the sweep that launched the run: a reproduction is not a trial.
     config = {k: v for k, v in logged.config.items() if k != TRIAL_KEY}
-    request = ReproduceRequest(run_id=logged.run_id, token=uuid.uuid4().hex)
+    request = ReproduceRequest(
+        run_id=logged.run_id,
+        token=uuid.uuid4().hex,
+        store_checks=not trust,
+        allowed_env=tuple(allow_env),
+    )
     print(f"Reproducing run {logged.run.info.run_name} ({logged.run_id}) from {uri}")
     code = _launch(config, uri, as_environment(request), run_dir=None)
     new = _find_reproduction(client, logged, request.token)
@@ -65,15 +73,22 @@ def reproduce_command(
     return 0
 
 
-def resume_command(run_ref: str, tracking_uri: str | None, trust: bool, allow: list[str]) -> int:
+def resume_command(
+    run_ref: str,
+    tracking_uri: str | None,
+    trust: bool,
+    allow: list[str],
+    allow_env: list[str] = (),
+) -> int:
     """Continue an interrupted run from its last checkpoint, into the same MLflow run."""
     client, uri = _client(tracking_uri)
-    logged = _checked_run(client, run_ref, trust, allow)
+    logged = _checked_run(client, run_ref, trust, allow, allow_env)
     if logged.status == "FINISHED":
         raise FtlabError(
             f"run {logged.run_id} is FINISHED: nothing to resume (to run it again: "
             f"ftlab reproduce {logged.run_id})"
         )
+    check_world_size(logged.run, "resume")
     with tempfile.TemporaryDirectory(prefix="ftlab-resume-") as scratch:
         checkpoint = last_checkpoint(client, logged, Path(scratch))
         if logged.status == "RUNNING":
@@ -81,10 +96,16 @@ def resume_command(run_ref: str, tracking_uri: str | None, trust: bool, allow: l
                 f"note: run {logged.run_id} is still marked RUNNING (its process ended without "
                 "closing it); make sure it is not running anywhere else"
             )
-        # The same output folder keeps the best checkpoint and early-stopping state in step.
-        run_dir = logged.output_dir if logged.output_dir and logged.output_dir.is_dir() else None
+        # The same output folder keeps the best checkpoint and early-stopping state in step; the
+        # tag comes from the store, so only a folder that holds an ftlab run is written into.
+        run_dir = logged.output_dir if _is_run_folder(logged.output_dir) else None
         print(f"Resuming run {logged.run.info.run_name} ({logged.run_id}) from {checkpoint}")
-        request = ResumeRequest(run_id=logged.run_id, checkpoint=str(checkpoint))
+        request = ResumeRequest(
+            run_id=logged.run_id,
+            checkpoint=str(checkpoint),
+            store_checks=not trust,
+            allowed_env=tuple(allow_env),
+        )
         return _launch(logged.config, uri, as_environment(request), run_dir)
 
 
@@ -103,14 +124,38 @@ def _client(tracking_uri: str | None) -> tuple[Any, str]:
     return MlflowClient(uri), uri
 
 
-def _checked_run(client: Any, run_ref: str, trust: bool, allow: list[str]) -> LoggedRun:
+def _checked_run(
+    client: Any, run_ref: str, trust: bool, allow: list[str], allow_env: list[str]
+) -> LoggedRun:
     """The run and its config, once the config passed the trust and version checks."""
     logged = fetch_run(client, run_ref)
     if not trust:
-        check_targets(logged.config, allow)
-    made_by = logged.run.data.tags.get("ftlab.version", "unknown")
+        check_config_trust(logged.config, allow, allow_env)
+    made_by = logged.run.data.tags.get(TAG_VERSION, "unknown")
     check_known_keys(logged.config, logged.overrides, made_by)
     return logged
+
+
+def check_world_size(run: Any, command: str) -> None:
+    """A run trained by several nodes is run again by as many: launched on each node by torchrun
+    or srun (their environment says the world size). Anything else is refused in one line."""
+    world = int(run.data.tags.get(TAG_WORLD_SIZE, "1") or 1)
+    nodes = int(run.data.tags.get(TAG_NUM_NODES, "1") or 1)
+    if nodes <= 1:
+        return  # one node: the config's own devices launch its processes
+    here = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+    if here != world:
+        per_node = max(1, world // nodes)
+        raise FtlabError(
+            f"run {run.info.run_id} trained on {nodes} nodes x {per_node} processes (world size "
+            f"{world}), this launch has world size {here}: run it the same way, on each node, "
+            f"e.g. torchrun --nnodes {nodes} --nproc-per-node {per_node} --node-rank N "
+            f"--master-addr HOST -m ftlab {command} {run.info.run_id}"
+        )
+
+
+def _is_run_folder(path: Path | None) -> bool:
+    return path is not None and (path / ".hydra" / "config.yaml").is_file()
 
 
 def _launch(
@@ -122,7 +167,7 @@ def _launch(
         command = [sys.executable, "-m", "ftlab.train", "--config-path", folder]
         command += ["--config-name", "config"]
         if run_dir is not None:
-            command.append(f"hydra.run.dir={run_dir}")
+            command.append(f"hydra.run.dir={quote_override_value(str(run_dir))}")
         env = {**os.environ, **request_env, "MLFLOW_TRACKING_URI": tracking_uri}
         return _run_forwarding_signals(command, env)
 
@@ -145,7 +190,7 @@ def _find_reproduction(client: Any, logged: LoggedRun, token: str) -> Any:
 
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
     found = client.search_runs(
-        experiments, filter_string=f"tags.`ftlab.reproduce_token` = '{token}'", max_results=1
+        experiments, filter_string=f"tags.`{TAG_REPRODUCE_TOKEN}` = '{token}'", max_results=1
     )
     return found[0] if found else None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ftlab import __version__
 from ftlab.errors import FtlabError
-from ftlab.sweep import TRIAL_KEY
+from ftlab.names import TRIAL_KEY
 
 # Keys the run's own launch added; they are not part of the experiment.
 _LAUNCH_KEYS = (TRIAL_KEY,)
@@ -18,9 +18,10 @@ def check_known_keys(config: dict[str, Any], overrides: list[str], made_by: str)
     key this version would not compose is an error naming it."""
     from hydra.errors import HydraException
 
+    from ftlab.config.overrides import replayable
     from ftlab.config.setup import compose_train
 
-    replayed = [o for o in overrides if not o.lstrip("+~").startswith(_LAUNCH_KEYS)]
+    replayed = [o for o in replayable(overrides) if not o.lstrip("+~").startswith(_LAUNCH_KEYS)]
     try:
         current = compose_train(replayed)
     except HydraException as err:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from ftlab import __version__
+from ftlab.names import REQUIREMENTS_ARTIFACT, TAG_VERSION
 from ftlab.reproduce.source import artifact_text
 from ftlab.tracking.environment import requirements_txt
 from ftlab.tracking.identity import git_state, machine_tags
 
-REQUIREMENTS_ARTIFACT = "environment/requirements.txt"
 _CODE_TAGS = {"git.commit": "git commit", "git.dirty": "uncommitted changes"}
 _HARDWARE_TAGS = {
     "host": "host",
@@ -37,10 +37,10 @@ def environment_differences(
     now = {
         **git_state(root_dir),
         **machine_tags(accelerator, devices),
-        "ftlab.version": __version__,
+        TAG_VERSION: __version__,
     }
     found = []
-    facts = {**_CODE_TAGS, "ftlab.version": "ftlab version", **_HARDWARE_TAGS}
+    facts = {**_CODE_TAGS, TAG_VERSION: "ftlab version", **_HARDWARE_TAGS}
     for key, label in facts.items():
         if tags.get(key, "") != now.get(key, ""):
             found.append({"what": label, "original": tags.get(key, "?"), "now": now.get(key, "?")})

@@ -16,10 +16,14 @@ REPRODUCE_VARIABLE = "FTLAB_REPRODUCE"
 
 @dataclass(frozen=True)
 class ResumeRequest:
-    """Continue `run_id` from `checkpoint`, in the same MLflow run."""
+    """Continue `run_id` from `checkpoint`, in the same MLflow run. `store_checks`: the config
+    came from a store and was not `--trust`ed, so its resolved values are checked for secrets
+    (environment variables named in `allowed_env` excepted)."""
 
     run_id: str
     checkpoint: str
+    store_checks: bool = True
+    allowed_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class ReproduceRequest:
 
     run_id: str
     token: str
+    store_checks: bool = True
+    allowed_env: tuple[str, ...] = ()
 
 
 def as_environment(request: ResumeRequest | ReproduceRequest) -> dict[str, str]:

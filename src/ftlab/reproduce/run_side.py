@@ -6,11 +6,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ftlab.names import DIFFERENCES_ARTIFACT, TAG_DIFFERENCES, TAG_RESUME_COUNT, TAG_RESUMED_FROM
 from ftlab.reproduce.differences import describe, environment_differences
 from ftlab.reproduce.handoff import ReproduceRequest
 from ftlab.tracking.run import TrackedRun
-
-DIFFERENCES_ARTIFACT = "reproduce/differences.json"
 
 
 def announce_differences(
@@ -33,14 +32,12 @@ def announce_differences(
 
 def record_differences(run: TrackedRun, differences: list[dict[str, str]]) -> None:
     run.log_dict({"differences": differences}, DIFFERENCES_ARTIFACT)
-    run.set_tags(
-        {"ftlab.reproduce.differences": ", ".join(d["what"] for d in differences) or "none"}
-    )
+    run.set_tags({TAG_DIFFERENCES: ", ".join(d["what"] for d in differences) or "none"})
 
 
 def record_resume(run: TrackedRun, checkpoint: str | None) -> dict[str, int]:
     """Count the resume on the run; returns the steps already logged per metric."""
     tags = run.client.get_run(run.run_id).data.tags
-    count = int(tags.get("ftlab.resume_count", "0")) + 1
-    run.set_tags({"ftlab.resume_count": count, "ftlab.resumed_from": str(checkpoint)})
+    count = int(tags.get(TAG_RESUME_COUNT, "0")) + 1
+    run.set_tags({TAG_RESUME_COUNT: count, TAG_RESUMED_FROM: str(checkpoint)})
     return run.last_metric_steps()

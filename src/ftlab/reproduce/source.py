@@ -10,13 +10,16 @@ from typing import Any
 
 import yaml
 
-from ftlab.callbacks import LAST_CHECKPOINT
 from ftlab.errors import FtlabError
+from ftlab.names import (
+    CHECKPOINTS_DIR,
+    HYDRA_CONFIG_ARTIFACT,
+    HYDRA_OVERRIDES_ARTIFACT,
+    LAST_CHECKPOINT,
+    TAG_OUTPUT_DIR,
+)
 
-CONFIG_ARTIFACT = ".hydra/config.yaml"  # as composed, interpolations kept: paths resolve anew
-OVERRIDES_ARTIFACT = ".hydra/overrides.yaml"
-CHECKPOINT_ARTIFACT = f"checkpoints/{LAST_CHECKPOINT}"
-OUTPUT_DIR_TAG = "ftlab.output_dir"
+CHECKPOINT_ARTIFACT = f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}"
 
 
 @dataclass
@@ -35,36 +38,36 @@ class LoggedRun:
 
     @property
     def output_dir(self) -> Path | None:
-        recorded = self.run.data.tags.get(OUTPUT_DIR_TAG)
+        recorded = self.run.data.tags.get(TAG_OUTPUT_DIR)
         return Path(recorded) if recorded else None
 
 
 def fetch_run(client: Any, run_ref: str) -> LoggedRun:
     """The run `run_ref` (id or name) with the config ftlab logged for it."""
-    from ftlab.tracking.inspect import resolve_run
+    from ftlab.tracking.listing import resolve_run
 
     run = resolve_run(client, run_ref)
-    config = _artifact_yaml(client, run.info.run_id, CONFIG_ARTIFACT)
+    config = _artifact_yaml(client, run.info.run_id, HYDRA_CONFIG_ARTIFACT)
     if not isinstance(config, dict):
         raise FtlabError(
-            f"run {run.info.run_id} has no logged config ({CONFIG_ARTIFACT}): it was not made by "
+            f"run {run.info.run_id} has no logged config ({HYDRA_CONFIG_ARTIFACT}): it was not made by "
             "`ftlab train`, so it cannot be run again"
         )
-    overrides = _artifact_yaml(client, run.info.run_id, OVERRIDES_ARTIFACT) or []
+    overrides = _artifact_yaml(client, run.info.run_id, HYDRA_OVERRIDES_ARTIFACT) or []
     return LoggedRun(run=run, config=config, overrides=[str(o) for o in overrides])
 
 
 def last_checkpoint(client: Any, logged: LoggedRun, download_to: Path) -> Path:
     """The run's last checkpoint: in its output folder when still there, else its artifact."""
     if logged.output_dir is not None:
-        local = logged.output_dir / "checkpoints" / LAST_CHECKPOINT
+        local = logged.output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
         if local.is_file():
             return local
     try:
         return Path(client.download_artifacts(logged.run_id, CHECKPOINT_ARTIFACT, str(download_to)))
     except Exception:  # noqa: BLE001 - absent, deleted or unreadable: the same answer
         where = (
-            logged.output_dir / "checkpoints" / LAST_CHECKPOINT
+            logged.output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
             if logged.output_dir
             else "no folder"
         )

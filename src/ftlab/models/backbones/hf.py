@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, require
 from ftlab.models.backbones.base import Backbone
 
 
@@ -38,6 +41,13 @@ class TextPreprocessor:
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tokenizer, self.max_length = tokenizer, max_length
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Tokens per text as batches will hold them (truncated): what grouping by length sorts."""
+        encoded = self.tokenizer(
+            [str(t) for t in texts], truncation=True, max_length=self.max_length
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
@@ -73,22 +83,24 @@ class HFTextBackbone(Backbone):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise FtlabError(f"model.backbone.pooling must be mean or cls (got {pooling})")
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
+        require(max_length > 0, "model.backbone.max_length", "> 0", max_length)
+        overrides = dict(config_overrides or {})
+        if "trust_remote_code" in overrides:
+            raise FtlabError(
+                "model.backbone.config_overrides.trust_remote_code: ftlab never runs code that "
+                "ships with a model; use an architecture transformers knows"
+            )
         source = resolve_model_source(name)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            if pretrained and not config_overrides:
-                self.encoder = AutoModel.from_pretrained(source)
+            self.tokenizer = _tokenizer(source)
+            if pretrained:  # a copy: later changes (LoRA, training) never reach the cache
+                key = json.dumps(overrides, sort_keys=True)
+                self.encoder = copy.deepcopy(_pretrained_encoder(source, key))
             else:
-                config = AutoConfig.from_pretrained(source, **dict(config_overrides or {}))
-                if pretrained:
-                    self.encoder = AutoModel.from_pretrained(source, config=config)
-                else:
-                    self.encoder = AutoModel.from_config(config)
+                from transformers import AutoConfig, AutoModel
+
+                config = AutoConfig.from_pretrained(source, **overrides, **_SAFE)
+                self.encoder = AutoModel.from_config(config, **_SAFE)
         except (OSError, ValueError) as err:
             raise FtlabError(
                 f"model.backbone.name: cannot load '{name}' ({_first_line(err)}); "
@@ -103,11 +115,7 @@ class HFTextBackbone(Backbone):
             self.add_lora(**lora)
 
     def add_lora(
-        self,
-        rank: int = 8,
-        alpha: float = 16.0,
-        dropout: float = 0.0,
-        target_modules: list[str] | None = None,
+        self, rank: int, alpha: float, dropout: float, target_modules: list[str] | None
     ) -> None:
         """Wrap the encoder with LoRA adapters (peft): only the adapters require gradients.
         `target_modules=None` takes peft's default for the architecture (BERT: query, value)."""
@@ -157,6 +165,32 @@ class HFTextBackbone(Backbone):
         if embeddings is None or layers is None:
             return [self.encoder]
         return [embeddings, *layers]
+
+
+_SAFE = {"trust_remote_code": False}  # never run code that ships with a model
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(source: str) -> Any:
+    """Tokenizers are read once per process (a sweep's trials in one worker share them)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, **_SAFE)
+
+
+@functools.lru_cache(maxsize=2)
+def _pretrained_encoder(source: str, overrides_json: str) -> Any:
+    """Pretrained weights, read once per process; callers take a copy (`copy.deepcopy` of the
+    module is a memory copy, far cheaper than reading and building it again)."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    overrides = json.loads(overrides_json)
+    if not overrides:
+        return AutoModel.from_pretrained(source, **_SAFE)
+    config = AutoConfig.from_pretrained(source, **overrides, **_SAFE)
+    return AutoModel.from_pretrained(source, config=config, **_SAFE)
 
 
 def _first_line(err: Exception) -> str:

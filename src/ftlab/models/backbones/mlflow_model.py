@@ -1,31 +1,71 @@
 """A backbone from an earlier run's logged MLflow model (`runs:/ID/model`, `models:/NAME/VERSION`,
-or a logged-model id `m-...`)."""
+or a logged-model id `m-...`). Only what the model folder's `model.json` names from ftlab's fixed
+table of backbone classes is built (`ftlab.models.registry`)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from ftlab.errors import FtlabError
 from ftlab.models.backbones.base import Backbone
-from ftlab.models.package import load_backbone
-from ftlab.tracking.store import resolve_tracking_uri
+from ftlab.models.model_folder import load_backbone
+from ftlab.names import POINTER_URI_KEY
 
 
 def backbone_from_mlflow(uri: str, tracking_uri: str | None = None) -> Backbone:
-    import mlflow
+    from ftlab.config.store_uri import resolve_tracking_uri
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    store = resolve_tracking_uri(tracking_uri)
     model_uri = f"models:/{uri}" if uri.startswith("m-") else uri
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
-        raise FtlabError(
-            f"model.backbone.uri: no MLflow model at {uri} ({str(err).splitlines()[0][:160]})"
-        ) from None
+    scratch = Path(tempfile.mkdtemp(prefix="ftlab-backbone-"))
+    local = _download(model_uri, store, scratch / "model", uri)
+    pointed = pointed_model_uri(local)  # runs:/ID/model: a pointer to the run's logged model
+    if pointed is not None:
+        local = _download(pointed, store, scratch / "pointed", uri)
     found = sorted(local.rglob("model.json"))
     if not found:
         raise FtlabError(
             f"model.backbone.uri: {uri} is not an ftlab model (no ftlab_model/model.json)"
         )
-    backbone, _ = load_backbone(found[0].parent)
+    backbone, _ = load_backbone(
+        found[0].parent, f"model.backbone.uri: {uri}: its model.json backbone"
+    )
     return backbone
+
+
+def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) -> Path:
+    import mlflow
+
+    destination.mkdir(parents=True)
+    # `models:/` URIs resolve through the process-wide tracking and registry URIs, whatever
+    # `tracking_uri=` says, so point both at the store for the download and restore them after.
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(destination), tracking_uri=tracking_uri
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
+        raise FtlabError(
+            f"model.backbone.uri: no MLflow model at {shown} ({str(err).splitlines()[0][:160]})"
+        ) from None
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+def pointed_model_uri(folder: Path) -> str | None:
+    """The `models:/m-...` URI a downloaded pointer model (`runs:/ID/model`, written by
+    `tracking.model_export`) stands for."""
+    import yaml
+
+    mlmodel = folder / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function")
+    uri = ((flavor or {}).get("model_config") or {}).get(POINTER_URI_KEY)
+    return str(uri) if isinstance(uri, str) and uri.startswith("models:/m-") else None

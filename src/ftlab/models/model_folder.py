@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from ftlab.errors import FtlabError
-from ftlab.models.backbones.base import without_original_weights
+from ftlab.models.backbones.base import SavesFiles, without_original_weights
+from ftlab.models.registry import BACKBONES, HEADS, build_registered
 from ftlab.models.weights import load_weights
+from ftlab.names import REGRESSION
 
 FORMAT_VERSION = 1
 RELATIVE = "@model_dir/"  # config values that name a file inside the folder
@@ -50,9 +52,8 @@ def save_model_dir(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     portable = dict(backbone_config)
-    save_files = getattr(backbone, "save_files", None)
-    if save_files is not None:
-        portable.update(save_files(directory / "backbone", RELATIVE + "backbone"))
+    if isinstance(backbone, SavesFiles):
+        portable.update(backbone.save_files(directory / "backbone", RELATIVE + "backbone"))
     recipe = ModelRecipe(
         backbone=portable,
         head=dict(head_config),
@@ -91,25 +92,17 @@ def _absolute(value: Any, directory: Path) -> Any:
     return value
 
 
-def _instantiate_ftlab(config: dict[str, Any], what: str, **kwargs: Any) -> Any:
-    from hydra.utils import instantiate
-
-    target = str(config.get("_target_", ""))
-    if not target.startswith("ftlab."):
-        raise FtlabError(
-            f"refusing to build {what} '{target}': only ftlab classes may be named in a saved model"
-        )
-    return instantiate(config, **kwargs)
-
-
-def load_backbone(directory: str | Path) -> tuple[nn.Module, ModelRecipe]:
-    """Rebuild the backbone with its fine-tuned weights (for a later run's `model.backbone`)."""
+def load_backbone(
+    directory: str | Path, source: str | None = None
+) -> tuple[nn.Module, ModelRecipe]:
+    """Rebuild the backbone with its fine-tuned weights (for a later run's `model.backbone`);
+    `source` names where the folder came from in error messages."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     recipe = read_recipe(directory)
     config = without_original_weights(_absolute(recipe.backbone, directory))
-    backbone = _instantiate_ftlab(config, "backbone")
+    backbone = build_registered(config, BACKBONES, source or f"{directory}/model.json backbone")
     state = load_file(str(directory / "weights.safetensors"))
     own = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     load_weights(backbone, own, f"{directory}/weights.safetensors")
@@ -126,7 +119,7 @@ class Predictor:
 
         self.backbone, self.recipe = load_backbone(directory)
         head_config = dict(self.recipe.head)
-        self.head = _instantiate_ftlab(head_config, "head")
+        self.head = build_registered(head_config, HEADS, f"{directory}/model.json head")
         state = load_file(str(Path(directory) / "weights.safetensors"))
         self.head.load_state_dict(
             {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
@@ -146,13 +139,33 @@ class Predictor:
                 str(e)
                 for e in (examples.tolist() if isinstance(examples, np.ndarray) else examples)
             ]
-        images = torch.as_tensor(np.asarray(examples, dtype=np.float32))
-        if images.dim() == 3:  # (N, H, W): one channel
-            images = images.unsqueeze(1)
+        images = self._image_batch(np.asarray(examples))
         if self.recipe.normalization:
             mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in self.recipe.normalization)
             images = (images - mean) / std
         return list(images)
+
+    def _image_batch(self, array: np.ndarray) -> torch.Tensor:
+        """(N, C, H, W) floats in [0, 1] from what people load: (N, H, W) for one-channel models,
+        (N, C, H, W), or (N, H, W, C) as PIL/NumPy give it; uint8 pixels are scaled to [0, 1]."""
+        channels = len(self.recipe.normalization[0]) if self.recipe.normalization else None
+        if array.ndim == 3 and channels in (1, None):
+            array = array[:, None]
+        elif (
+            array.ndim == 4
+            and channels
+            and array.shape[1] != channels
+            and array.shape[-1] == channels
+        ):
+            array = array.transpose(0, 3, 1, 2)
+        if array.ndim != 4 or (channels and array.shape[1] != channels):
+            expected = "(N, H, W) or " if channels in (1, None) else ""
+            raise FtlabError(
+                f"this model takes images as {expected}(N, {channels or 'C'}, H, W) or "
+                f"(N, H, W, {channels or 'C'}); got an array of shape {tuple(array.shape)}"
+            )
+        scale = 255.0 if array.dtype == np.uint8 else 1.0
+        return torch.as_tensor(array.astype(np.float32) / scale)
 
     @torch.no_grad()
     def outputs(self, examples: Any, batch_size: int = 256) -> torch.Tensor:
@@ -168,7 +181,7 @@ class Predictor:
         import pandas as pd
 
         outputs = self.outputs(examples)
-        if self.recipe.task == "regression":
+        if self.recipe.task == REGRESSION:
             return pd.DataFrame({"prediction": outputs.squeeze(-1).float().numpy()})
         if outputs.shape[-1] == 1:  # one logit for two classes
             positive = outputs.squeeze(-1).sigmoid()

@@ -1,0 +1,310 @@
+"""Every attack tried on ftlab stays here as a test: configs, models and checkpoints from a shared
+store must not run code, load pickles or read this machine's secrets; secrets given to ftlab never
+reach what it logs, writes or prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import (
+    TINY_DIGITS_RUN,
+    all_runs,
+    cli_env,
+    local_store,
+    refused,
+    run_ftlab,
+    store_run,
+    tiny_config,
+)
+from ftlab.config.trust import check_config_trust, check_targets
+from ftlab.errors import FtlabError
+
+PWNED = "pwned"  # every payload below creates this file when it runs
+
+
+class Payload:
+    """A pickle that creates PWNED in the current directory when it is unpickled."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {PWNED}",))
+
+
+def _assert_not_run(workdir: Path) -> None:
+    assert not (workdir / PWNED).exists(), "the attacker's code ran"
+
+
+# ------------------------------------------------------------------ configs from a store
+STORE_ATTACKS = {
+    # Names that start with trusted packages but resolve to os.system / eval.
+    "torch_os_system": ("callbacks.evil", {"_target_": "torch.os.system", "_args_": [f"touch {PWNED}"]}),
+    "ftlab_module_os": (
+        "callbacks.evil",
+        {"_target_": "ftlab.config.locate.os.system", "_args_": [f"touch {PWNED}"]},
+    ),
+    "fx_builtins_eval": (
+        "callbacks.evil",
+        {"_target_": "torch.fx.graph.builtins.eval", "_args_": [f"__import__('os').system('touch {PWNED}')"]},
+    ),
+    "plain_os_system": ("callbacks.evil", {"_target_": "os.system", "command": f"touch {PWNED}"}),
+    # Trusted functions that run pickles.
+    "hub_pickle_url": (
+        "callbacks.evil",
+        {"_target_": "torch.hub.load_state_dict_from_url", "url": "file:///{payload}", "weights_only": False},
+    ),
+    "torch_load_file": ("callbacks.evil", {"_target_": "torch.load", "f": "{payload}", "weights_only": False}),
+}  # fmt: skip
+
+
+@pytest.fixture
+def payload_file(workdir: Path) -> Path:
+    path = workdir / "payload.pt"
+    torch.save(Payload(), path)
+    return path
+
+
+# Every attack through reproduce; resume takes the same check, shown with the pickle attacks that
+# ran under both.
+CASES = [("reproduce", a) for a in sorted(STORE_ATTACKS)] + [
+    ("resume", "hub_pickle_url"),
+    ("resume", "torch_load_file"),
+]
+
+
+@pytest.mark.parametrize("command, attack", CASES)
+def test_a_stored_config_cannot_run_code(
+    attack: str, command: str, workdir: Path, payload_file: Path
+) -> None:
+    config = tiny_config()
+    key, node = STORE_ATTACKS[attack]
+    node = json.loads(json.dumps(node).replace("{payload}", str(payload_file)))
+    config["callbacks"][key.split(".")[1]] = node
+    status = "KILLED" if command == "resume" else "FINISHED"
+    run_id = store_run(workdir, config, status=status, **{"ftlab.output_dir": str(workdir / "o")})
+    message = refused(workdir, command, run_id)
+    assert key in message and "refusing to run it" in message
+    _assert_not_run(workdir)
+
+
+@pytest.mark.parametrize(
+    "where, setting",
+    [
+        ("model.backbone.config_overrides", {"trust_remote_code": True}),
+        ("callbacks.model_checkpoint", {"weights_only": False}),
+    ],
+)
+def test_a_stored_config_cannot_switch_safety_off(where: str, setting: dict, workdir: Path) -> None:
+    config = tiny_config()
+    node = config
+    for part in where.split("."):
+        node = node.setdefault(part, {})
+    node.update(setting)
+    run_id = store_run(workdir, config)
+    message = refused(workdir, "reproduce", run_id)
+    assert f"{where}.{next(iter(setting))}" in message and "turns off a safety check" in message
+
+
+def test_a_stored_config_cannot_read_the_environment(workdir: Path) -> None:
+    config = tiny_config()
+    config["run_name"] = "leak-${oc.env:AWS_SECRET_ACCESS_KEY}"
+    run_id = store_run(workdir, config)
+    env = {**cli_env(), "AWS_SECRET_ACCESS_KEY": "AKIA-very-secret-value"}
+    result = run_ftlab("reproduce", run_id, cwd=workdir, env=env)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert "run_name" in message and "--allow-env AWS_SECRET_ACCESS_KEY" in message
+    assert len(all_runs(local_store(workdir))) == 1  # only the stored one
+    assert "AKIA-very-secret-value" not in result.stdout + result.stderr
+
+
+def test_stored_overrides_are_data_not_a_second_route(workdir: Path) -> None:
+    """A clean config.yaml with poisoned overrides.yaml: reproduce runs the config, the overrides
+    never reach Hydra's composition as commands."""
+    poisoned = [
+        *TINY_DIGITS_RUN,
+        "hydra.searchpath=[file:///nonexistent/evil]",
+        "+callbacks.evil._target_=os.system",
+        f"+callbacks.evil.command='touch {PWNED}'",
+        "+x=${oc.env:HOME}",
+    ]
+    config = tiny_config()
+    config["trainer"]["max_epochs"] = 1
+    config["logger"]["log_model"] = False
+    run_id = store_run(workdir, config, overrides=poisoned)
+    result = run_ftlab("reproduce", run_id, cwd=workdir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    _assert_not_run(workdir)
+    assert len(all_runs(local_store(workdir))) == 2
+
+
+def test_resume_writes_only_into_a_folder_that_holds_a_run(workdir: Path, tmp_path: Path) -> None:
+    """The output-folder tag comes from the store: a folder that is not an ftlab run folder is
+    never written into."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    config = tiny_config()
+    run_id = store_run(workdir, config, status="KILLED", **{"ftlab.output_dir": str(victim)})
+    refused(workdir, "resume", run_id)  # no checkpoint in the store either
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+
+
+# ------------------------------------------------------------------ models and checkpoints
+def _tampered_model(logged_digits_model: tuple[str, str], tmp_path: Path, change) -> Path:
+    import mlflow
+
+    model_uri, tracking_uri = logged_digits_model
+    mlflow.set_tracking_uri(tracking_uri)
+    local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "dl")))
+    (model_json,) = local.rglob("model.json")
+    recipe = json.loads(model_json.read_text())
+    change(recipe)
+    model_json.write_text(json.dumps(recipe))
+    return model_json.parent
+
+
+MODEL_ATTACKS = {
+    "prefix_path": lambda r: r["backbone"].update(
+        _target_="ftlab.models.model_folder.torch.hub.load_state_dict_from_url", url="file:///x"
+    ),
+    "head_os_system": lambda r: r["head"].update(_target_="os.system", command=f"touch {PWNED}"),
+    "nested_target": lambda r: r["backbone"].update(
+        width={"_target_": "os.system", "command": f"touch {PWNED}"}
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(MODEL_ATTACKS))
+def test_a_logged_model_cannot_run_code(
+    attack: str, logged_digits_model: tuple[str, str], tmp_path: Path, monkeypatch
+) -> None:
+    from ftlab.models.model_folder import Predictor, load_backbone
+
+    monkeypatch.chdir(tmp_path)
+    folder = _tampered_model(logged_digits_model, tmp_path, MODEL_ATTACKS[attack])
+    with pytest.raises(FtlabError, match="not an ftlab class|may not name callables"):
+        Predictor(folder) if attack == "head_os_system" else load_backbone(folder)
+    _assert_not_run(tmp_path)
+
+
+def test_fine_tuning_from_a_tampered_logged_model_is_refused(
+    logged_digits_model: tuple[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    """`ftlab train model=from_mlflow` (no reproduce, no --trust) on a poisoned model.json."""
+    _, tracking_uri = logged_digits_model
+    folder = _tampered_model(logged_digits_model, tmp_path, MODEL_ATTACKS["prefix_path"])
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment(f"poisoned-{os.getpid()}-{workdir.name}"))
+    client.log_artifacts(run.info.run_id, str(folder), "model/artifacts/ftlab_model")
+    args = [
+        "experiment=digits_scratch",
+        "data.max_samples=300",
+        "model=from_mlflow",
+        f"model.backbone.uri=runs:/{run.info.run_id}/model",
+        f"logger.tracking_uri={tracking_uri}",
+        "logger.enabled=false",
+    ]
+    result = run_ftlab("train", *args, cwd=workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.backbone.uri") and "not an ftlab class" in last
+    assert "Traceback" not in result.stderr
+    _assert_not_run(workdir)
+
+
+def test_a_checkpoint_cannot_run_code(workdir: Path, digits_checkpoint: Path) -> None:
+    pickled = workdir / "evil.ckpt"
+    torch.save({"state_dict": {}, "ftlab": {"backbone": {}}, "x": Payload()}, pickled)
+    retargeted = workdir / "retargeted.ckpt"
+    checkpoint = torch.load(digits_checkpoint, weights_only=True)
+    checkpoint["ftlab"]["backbone"] = {"_target_": "torch.os.system", "command": f"touch {PWNED}"}
+    torch.save(checkpoint, retargeted)
+    text = workdir / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    expected = {
+        pickled: "cannot read",
+        retargeted: "not an ftlab class",
+        text: "is not a PyTorch checkpoint",
+    }
+    for path, message in expected.items():
+        args = ["experiment=digits_finetune", f"model.backbone.path={path}", "logger=none"]
+        result = run_ftlab("train", *args, "data.max_samples=120", cwd=workdir)
+        assert result.returncode == 2, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: model.backbone.path") and message in last, last
+        assert "Traceback" not in result.stderr
+    _assert_not_run(workdir)
+
+
+# ------------------------------------------------------------------ the trust check itself
+def test_targets_are_compared_by_identity_not_by_name(tmp_path: Path, monkeypatch) -> None:
+    check_targets(
+        {"a": [{"_target_": "torch.optim.AdamW"}, {"_target_": "torch.optim.adamw.AdamW"}]}
+    )
+    for evil in ("torch.os.system", "builtins.eval", "torch.load", "ftlab.train.os.system"):
+        with pytest.raises(FtlabError, match=r"a\[1\].b._target_"):
+            check_targets({"a": [{}, {"b": {"_target_": evil}}]})
+    # --allow trusts what is named and defined under a module, not what it imports.
+    package = tmp_path / "mylab"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text("import os\nclass Net:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check_targets({"m": {"_target_": "mylab.models.Net"}}, ["mylab.models"])
+    with pytest.raises(FtlabError):
+        check_targets({"m": {"_target_": "mylab.models.os.system"}}, ["mylab.models"])
+    check_targets({"m": {"_target_": "mylab.models.Net"}}, ["mylab.models.Net"])
+    sys.modules.pop("mylab.models", None), sys.modules.pop("mylab", None)
+
+
+def test_a_store_cannot_make_ftlab_import_a_module() -> None:
+    assert "antigravity" not in sys.modules
+    with pytest.raises(FtlabError, match="names nothing"):
+        check_targets({"x": {"_target_": "antigravity.geohash"}})
+    assert "antigravity" not in sys.modules
+
+
+def test_interpolations_other_than_pure_ones_are_refused() -> None:
+    check_config_trust({"a": "${hydra:runtime.output_dir}", "b": "${now:%H}", "c": "${a}"})
+    with pytest.raises(FtlabError, match="reads the environment variable HOME"):
+        check_config_trust({"run_name": "x-${oc.env:HOME}"})
+    check_config_trust({"run_name": "x-${oc.env:HOME}"}, allowed_env=["HOME"])
+    with pytest.raises(FtlabError, match="calls the resolver 'python.eval'"):
+        check_config_trust({"k": "${python.eval:1+1}"})
+
+
+# ------------------------------------------------------------------ secrets never leave
+def test_override_secrets_are_redacted_in_every_file_and_on_screen(workdir: Path) -> None:
+    secret, password = "hf_0123456789abcdefXYZ", "s3cr3t-passw0rd"
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", "logger.log_model=false",
+        f"+hub.token={secret}", f"+db.url=postgresql://ftlab:{password}@127.0.0.1/x",
+        "hydra.run.dir=out", cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert secret not in result.stdout + result.stderr
+    assert password not in result.stdout + result.stderr
+    for path in (workdir / "out").rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".log", ".json", ".jsonl"):
+            text = path.read_text()
+            assert secret not in text and password not in text, path
+    (run,) = all_runs(local_store(workdir))
+    client = MlflowClient(local_store(workdir))
+    for name in ("config.yaml", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"):
+        text = Path(
+            client.download_artifacts(run.info.run_id, name, str(workdir / "dl"))
+        ).read_text()
+        assert secret not in text and password not in text, name
+    hydra_yaml = yaml.safe_load((workdir / "out" / ".hydra" / "hydra.yaml").read_text())
+    assert "+hub.token=***redacted***" in hydra_yaml["hydra"]["overrides"]["task"]
+    values = [*run.data.params.values(), *run.data.tags.values()]
+    assert not any(secret in v or password in v for v in values)
+    shutil.rmtree(workdir / "dl", ignore_errors=True)
