@@ -1,3 +1,5 @@
 """Lightning callbacks ftlab adds to every run: checkpoints for resume, throughput."""
 
-LAST_CHECKPOINT = "last.ckpt"  # what `ftlab resume` starts from, in <output dir>/checkpoints/
+from ftlab.names import LAST_CHECKPOINT
+
+__all__ = ["LAST_CHECKPOINT"]

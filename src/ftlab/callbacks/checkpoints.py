@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import lightning.pytorch as L
@@ -22,38 +21,81 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from ftlab.callbacks import LAST_CHECKPOINT
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class Interrupted(KeyboardInterrupt):
-    """A stop signal, raised once training is at a point where a checkpoint is consistent.
-    A KeyboardInterrupt, so Lightning shuts down the same way as on Ctrl-C."""
+from ftlab.errors import FtlabError
+from ftlab.stopping import STOP, Interrupted
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file beside the target, fsync, then rename over it.
+    """Write to a temporary file beside the target, fsync, then rename over it, on a background
+    thread.
 
     A rename within one directory is atomic: a kill during a save leaves the previous checkpoint
-    whole, never a truncated one (Lightning writes local files in place).
+    whole, never a truncated one (Lightning writes local files in place). The checkpoint is
+    copied first (tensors cloned: training changes the originals from the next step on), then
+    training goes on while the copy is written; the next save, a removal and the end of fit wait
+    for the write in flight, so files appear in order and a failed write is reported.
     """
+
+    def __init__(self, background: bool = True) -> None:
+        super().__init__()
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         if "://" in str(path):  # remote filesystems have their own transactions
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with open(partial, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        self.wait()
+        if not self.background:
+            return _write_atomically(checkpoint, Path(path))
+        snapshot = _snapshot(checkpoint)  # a memory copy: cheap beside writing and fsyncing
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlab-checkpoint")
+        self._pending = self._pool.submit(_write_atomically, snapshot, Path(path))
+
+    def wait(self) -> None:
+        """Block until the write in flight is on disk; raise what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        self.wait()
+        super().remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a checkpoint that later training steps cannot change: containers copied, tensors
+    cloned, everything else (numbers, strings) shared."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return type(value)((k, _snapshot(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        copied = [_snapshot(v) for v in value]
+        return type(value)(copied) if not hasattr(value, "_fields") else type(value)(*copied)
+    return value
 
 
 def rng_states() -> dict[str, Any]:
@@ -81,21 +123,15 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class LastCheckpoint(Checkpoint):
-    """Saves `<dirpath>/last.ckpt` after every epoch, every `every_n_steps` optimizer steps when set, and when
-    SIGTERM or SIGINT arrives.
-
-    A signal only sets a flag: the save happens before the next training batch (or at the
-    epoch's end), where weights and optimizer state agree, then training stops as interrupted
-    (the run ends KILLED). A second signal stops at once. During validation a signal stops
-    without a new save; the checkpoint from before validation is the consistent one.
-    """
+    """Saves `<dirpath>/last.ckpt` after every epoch, every `every_n_steps` optimizer steps when
+    set, and where a stop signal can be honoured (the order of events is in `ftlab.stopping`)."""
 
     def __init__(self, dirpath: str, every_n_steps: int | None = None) -> None:
         if every_n_steps is not None and every_n_steps <= 0:
-            raise ValueError("callbacks.last_checkpoint.every_n_steps must be > 0 or null")
+            raise FtlabError(
+                f"callbacks.last_checkpoint.every_n_steps must be > 0 or null (got {every_n_steps})"
+            )
         self.dirpath, self.every_n_steps = Path(dirpath), every_n_steps
-        self._stop_requested = False
-        self._previous_handlers: dict[int, Any] = {}
         self._last_step_saved = -1
         self._before_batch = False
 
@@ -166,38 +202,23 @@ class LastCheckpoint(Checkpoint):
             self._before_batch = False
         self._last_step_saved = trainer.global_step
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        """Lightning answers SIGTERM itself: it raises SIGTERMException after the batch in
-        flight, before this callback's next hook. Between batches the state is consistent, so
-        save it then; not in the middle of validation."""
-        from lightning.pytorch.trainer.states import RunningStage
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        if isinstance(exception, SIGTERMException) and trainer.state.stage == RunningStage.TRAINING:
-            self._save(trainer)
-
-    # ------------------------------------------------------------ signals
+    # ------------------------------------------------------------ signals (see ftlab.stopping)
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_requested = False
-        for signum in STOP_SIGNALS:
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        STOP.install()
+        STOP.graceful = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        STOP.take_back()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_requested:  # asked twice: stop now
-            raise Interrupted(f"received signal {signum} twice")
-        self._stop_requested = True
+        if stage == "fit":
+            STOP.graceful = False
+            STOP.uninstall()
 
     def _stop_now(self, trainer: L.Trainer) -> bool:
         if trainer.world_size > 1:  # every rank must save and stop together
-            return trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False)
-        return self._stop_requested
+            return trainer.strategy.reduce_boolean_decision(STOP.requested, all=False)
+        return STOP.requested
 
 
 def _flush_loggers(trainer: L.Trainer) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import II
 
+from ftlab.names import CLASSIFICATION, REGRESSION
+
 
 def _positive(name: str, value: float | int | None) -> None:
     if value is not None and value <= 0:
@@ -141,6 +143,7 @@ class TrainerConfig:
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     max_epochs: int = 3
     max_steps: int = -1  # -1: no step limit
+    max_time: Any = None  # stop after this long, e.g. 00:02:00:00 (DD:HH:MM:SS); null: no limit
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     deterministic: Any = True  # true | false | "warn"
@@ -154,11 +157,22 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     enable_model_summary: bool = False
     benchmark: bool | None = None
+    compile: bool = False  # torch.compile the model (ftlab's own key, not Lightning's)
 
     def __post_init__(self) -> None:
-        _non_negative("max_epochs", self.max_epochs)
-        if self.max_steps < -1:
-            raise ValueError(f"max_steps must be >= -1 (got {self.max_steps})")
+        if self.max_epochs == 0 or self.max_epochs < -1:
+            raise ValueError(
+                f"max_epochs must be >= 1, or -1 with max_steps (got {self.max_epochs}): "
+                "a run that trains nothing would log an untrained model"
+            )
+        if self.max_epochs == -1 and self.max_steps == -1:
+            raise ValueError("max_epochs=-1 (no epoch limit) needs max_steps > 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(
+                f"max_steps must be >= 1, or -1 for no step limit (got {self.max_steps})"
+            )
+        if self.limit_train_batches in (0, 0.0):
+            raise ValueError("limit_train_batches=0 trains nothing: give a fraction or a count > 0")
         _positive("accumulate_grad_batches", self.accumulate_grad_batches)
         _non_negative("gradient_clip_val", self.gradient_clip_val)
         _positive("log_every_n_steps", self.log_every_n_steps)
@@ -176,6 +190,13 @@ class _DataConfig:
     split_seed: int = 0  # splits depend on this seed alone, so runs with other seeds compare fairly
     max_samples: int | None = None  # keep a random subset of this size (quick runs, tests)
     shuffle_seed: int = II("seed")  # each epoch's training order follows from it and the epoch
+    group_by_length: bool = False  # text: batches of similar length (less padding), still seeded
+
+    @staticmethod
+    def declared_task(options: dict[str, Any]) -> str | None:
+        """The task (regression or classification) these options declare, known before the data
+        loads, so a loss that does not fit fails at once; None when only the data can tell."""
+        return None
 
     def __post_init__(self) -> None:
         _positive("batch_size", self.batch_size)
@@ -198,7 +219,12 @@ class VaderDataConfig(_DataConfig):
     _target_: str = "ftlab.data.vader.VaderDataModule"
     name: str = "vader"
     task: VaderTask = VaderTask.regression  # regression: mean valence; polarity: negative/positive
+    group_by_length: bool = True
     neutral_band: float = 0.5  # polarity drops words with |valence| <= neutral_band
+
+    @staticmethod
+    def declared_task(options: dict[str, Any]) -> str:
+        return REGRESSION if options.get("task", REGRESSION) == REGRESSION else CLASSIFICATION
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -211,6 +237,10 @@ class DigitsDataConfig(_DataConfig):
     name: str = "digits"
     classes: list[int] | None = None  # keep only these digits (relabelled 0..k-1); null: all ten
     label_fraction: float = 1.0  # share of the training split that keeps its labels
+
+    @staticmethod
+    def declared_task(options: dict[str, Any]) -> str:
+        return CLASSIFICATION
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,6 +264,10 @@ class ImageFolderDataConfig(_DataConfig):
     hflip: bool = True  # random horizontal flips on the training split
     normalization: str = "backbone"  # backbone: the backbone's mean/std; none: raw [0, 1] pixels
 
+    @staticmethod
+    def declared_task(options: dict[str, Any]) -> str:
+        return CLASSIFICATION
+
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive("image_size", self.image_size)
@@ -255,6 +289,11 @@ class CsvDataConfig(_DataConfig):
     label_column: str = "label"
     task: LabelTask = LabelTask.classification
     delimiter: str | None = None  # null: tab for .tsv, comma otherwise
+    group_by_length: bool = True
+
+    @staticmethod
+    def declared_task(options: dict[str, Any]) -> str:
+        return str(options.get("task", CLASSIFICATION))
 
 
 # ---------------------------------------------------------------- fine-tuning strategies

@@ -19,9 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ftlab.data.sampling import EpochShuffle
 from ftlab.errors import FtlabError
-
-REGRESSION = "regression"
-CLASSIFICATION = "classification"
+from ftlab.names import CLASSIFICATION
 
 
 @dataclass
@@ -81,6 +79,7 @@ class SplitDataModule(L.LightningDataModule):
         split_seed: int = 0,
         max_samples: int | None = None,
         shuffle_seed: int = 0,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
@@ -91,6 +90,8 @@ class SplitDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.max_samples = max_samples
         self.shuffle_seed = shuffle_seed
+        self.group_by_length = group_by_length
+        self._train_lengths: list[int] | None = None
         self._resumed_mid_epoch: tuple[int, int] | None = None
         self._data: LoadedData | None = None
         self._splits: dict[str, np.ndarray] = {}
@@ -98,6 +99,7 @@ class SplitDataModule(L.LightningDataModule):
         self.normalization: tuple[list[float], list[float]] | None = None
 
     # ------------------------------------------------------------ what a source implements
+
     def load(self) -> LoadedData:
         raise NotImplementedError
 
@@ -157,6 +159,11 @@ class SplitDataModule(L.LightningDataModule):
         data = self.load()
         if len(data.targets) == 0:
             raise FtlabError(f"data={self.name} loaded no examples")
+        if data.task == CLASSIFICATION and len(data.class_names) < 2:
+            raise FtlabError(
+                f"data={self.name}: found {len(data.class_names)} class "
+                f"({', '.join(data.class_names)}); classification needs at least two"
+            )
         self._data = data
         self._splits = data.fixed_splits or self._random_splits(len(data.targets))
         for split in ("train", "val", "test"):
@@ -203,7 +210,10 @@ class SplitDataModule(L.LightningDataModule):
             if self._resumed_mid_epoch is not None:
                 epoch, batches = self._resumed_mid_epoch
                 resume_at = (epoch, batches * self.batch_size)
-            sampler = EpochShuffle(len(dataset), self.shuffle_seed, generator, resume_at)
+            sampler = EpochShuffle(
+                len(dataset), self.shuffle_seed, generator, resume_at,
+                lengths=self._lengths(split), batch_size=self.batch_size,
+            )  # fmt: skip
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -213,6 +223,17 @@ class SplitDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=Collate(self._inputs_fn, target_dtype),
         )
+
+    def _lengths(self, split: str) -> list[int] | None:
+        """Tokens per training example, when batches are grouped by length (text backbones)."""
+        measure = getattr(self._inputs_fn, "lengths", None)
+        if not self.group_by_length or measure is None:
+            return None
+        if self._train_lengths is None:
+            self._train_lengths = list(
+                measure([self.data.examples[i] for i in self._splits[split]])
+            )
+        return self._train_lengths
 
     # ------------------------------------------------------------ position in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:

@@ -4,13 +4,15 @@ on 5-9 with few labels."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ftlab.data.base import CLASSIFICATION, LoadedData, SplitDataModule, hash_bytes
+from ftlab.data.base import LoadedData, SplitDataModule, hash_bytes
+from ftlab.names import CLASSIFICATION
 
 
 class DigitsDataModule(SplitDataModule):
@@ -53,6 +55,7 @@ class DigitsDataModule(SplitDataModule):
         return Normalize(*self.normalization)
 
 
+@functools.cache
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """(images [1797, 8, 8] float64 in 0..16, targets int64): the values of
     `sklearn.datasets.load_digits()`, read from scikit-learn's bundled CSV without importing

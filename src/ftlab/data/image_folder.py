@@ -6,13 +6,17 @@ split off train), or `root` itself holds the class folders and is split by fract
 from __future__ import annotations
 
 import hashlib
+import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ftlab.data.base import CLASSIFICATION, LoadedData, SplitDataModule
+from ftlab.data.base import LoadedData, SplitDataModule
 from ftlab.errors import FtlabError
+from ftlab.names import CLASSIFICATION
 
 _SPLITS = ("train", "val", "test")
 
@@ -48,20 +52,12 @@ class ImageFolderDataModule(SplitDataModule):
         except (FileNotFoundError, RuntimeError) as err:
             raise FtlabError(f"data.root {self.root}: {err}") from None
         class_names = next(iter(folders.values())).classes
-        paths, targets, owner = [], [], []
-        for split, folder in folders.items():
-            if folder.classes != class_names:
-                raise FtlabError(
-                    f"data.root: {self.root / split} has classes {folder.classes}, expected {class_names}"
-                )
-            for path, target in folder.samples:
-                paths.append(path)
-                targets.append(target)
-                owner.append(split)
-        digest = hashlib.sha256()
-        for path in paths:
-            digest.update(str(Path(path).relative_to(self.root)).encode())
-            digest.update(Path(path).read_bytes())
+        if len(class_names) < 2:
+            raise FtlabError(
+                f"data.root: {self.root} has {len(class_names)} class folder "
+                f"({', '.join(class_names)}); classification needs at least two"
+            )
+        paths, targets, owner, digest = self._readable_samples(folders, class_names)
         fixed = self._fixed_splits(np.asarray(owner)) if "all" not in sources else None
         return LoadedData(
             paths,
@@ -71,6 +67,37 @@ class ImageFolderDataModule(SplitDataModule):
             class_names,
             fixed,
         )
+
+    def _readable_samples(
+        self, folders: dict[str, Any], class_names: list[str]
+    ) -> tuple[list[str], list[int], list[str], Any]:
+        """Every image that decodes (with its class and split) and the hash of their bytes;
+        files that do not decode are skipped and counted on stderr."""
+        paths, targets, owner, unreadable = [], [], [], []
+        digest = hashlib.sha256()
+        for split, folder in folders.items():
+            if folder.classes != class_names:
+                raise FtlabError(
+                    f"data.root: {self.root / split} has classes {folder.classes}, expected {class_names}"
+                )
+            for path, target in folder.samples:
+                content = Path(path).read_bytes()
+                if not _decodes(content):
+                    unreadable.append(path)
+                    continue
+                digest.update(str(Path(path).relative_to(self.root)).encode())
+                digest.update(content)
+                paths.append(path)
+                targets.append(target)
+                owner.append(split)
+        if unreadable:
+            shown = ", ".join(str(Path(p).relative_to(self.root)) for p in unreadable[:3])
+            more = f" (+{len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
+            print(
+                f"warning: data.root: skipped {len(unreadable)} unreadable images: {shown}{more}",
+                file=sys.stderr,
+            )
+        return paths, targets, owner, digest
 
     def _fixed_splits(self, owner: np.ndarray) -> dict[str, np.ndarray]:
         """Use the given folders; split what is missing off train by the configured fractions."""
@@ -109,7 +136,24 @@ class ImageFolderDataModule(SplitDataModule):
 
 
 def _load_rgb(path: str):
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:  # changed since it was checked
+        raise FtlabError(f"data.root: cannot read image {path} ({err})") from None
+
+
+def _decodes(content: bytes) -> bool:
+    """Whether the bytes decode as an image. JPEGs decode at 1/8 scale (still reading every byte,
+    so a truncated file fails) to keep the check cheap beside the hashing that reads them anyway."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            image.draft("RGB", (32, 32))
+            image.load()
+        return True
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False

@@ -7,8 +7,9 @@ from importlib import resources
 
 import numpy as np
 
-from ftlab.data.base import CLASSIFICATION, REGRESSION, LoadedData, SplitDataModule, hash_bytes
+from ftlab.data.base import LoadedData, SplitDataModule, hash_bytes
 from ftlab.errors import FtlabError
+from ftlab.names import CLASSIFICATION, REGRESSION
 
 
 def lexicon_text() -> str:
@@ -41,7 +42,7 @@ class VaderDataModule(SplitDataModule):
 
     modality = "text"
 
-    def __init__(self, task: str = "regression", neutral_band: float = 0.5, **kwargs) -> None:
+    def __init__(self, task: str = REGRESSION, neutral_band: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.vader_task = str(getattr(task, "value", task))
         self.neutral_band = neutral_band
@@ -50,7 +51,7 @@ class VaderDataModule(SplitDataModule):
         text = lexicon_text()
         tokens, valences = parse_lexicon(text)
         content_hash = hash_bytes(text, self.vader_task, str(self.neutral_band))
-        if self.vader_task == "regression":
+        if self.vader_task == REGRESSION:
             return LoadedData(tokens, valences, REGRESSION, content_hash)
         if self.vader_task != "polarity":
             raise FtlabError(f"data.task must be regression or polarity (got {self.vader_task})")

@@ -10,14 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftlab.errors import FtlabError
-
-REGRESSION, CLASSIFICATION = "regression", "classification"
+from ftlab.errors import FtlabError, require
+from ftlab.names import CLASSIFICATION, REGRESSION
 
 
 class TaskLoss(nn.Module):
     task = REGRESSION
     name = "loss"
+
+    def __init__(self) -> None:  # named arguments only, so config checks can list them
+        super().__init__()
 
     def num_outputs(self, num_classes: int | None) -> int:
         return 1
@@ -44,6 +46,7 @@ class Huber(TaskLoss):
     name = "huber"
 
     def __init__(self, delta: float = 1.0) -> None:
+        require(delta > 0, "loss.delta", "> 0", delta)
         super().__init__()
         self.delta = delta
 

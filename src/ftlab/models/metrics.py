@@ -6,7 +6,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, PearsonCorrCoef
 
-from ftlab.models.losses import REGRESSION
+from ftlab.names import REGRESSION
 
 
 def task_metrics(

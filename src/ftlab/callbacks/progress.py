@@ -1,0 +1,45 @@
+"""The progress bar, counting epochs as people do (`Epoch 1/3` is the first of three), and the
+run's epoch summaries in `train.log`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as L
+from lightning.pytorch.callbacks import RichProgressBar
+
+log = logging.getLogger("ftlab.train")
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's rich progress bar says `Epoch 0/2` for the first of three epochs."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        if len(self.validation_description) > len(description):
+            description = f"{description:{len(self.validation_description)}}"
+        return description
+
+
+class EpochSummary(L.Callback):
+    """One line per epoch in the log (train.log): the epoch's train and validation metrics."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("train/", "val/")) and getattr(v, "numel", lambda: 1)() == 1
+        }
+        shown = " ".join(f"{k}={v:.5g}" for k, v in sorted(metrics.items()))
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        log.info(
+            "epoch %d%s (step %d): %s", trainer.current_epoch + 1, total, trainer.global_step, shown
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
