@@ -130,17 +130,17 @@ def test_metrics_on_the_optimizer_step_axis(server_run) -> None:
         "val/loss",
         "test/mse",
         "test/pearson",
-        "lr-AdamW/backbone",
-        "lr-AdamW/head.no_decay",
+        "lr/backbone",
+        "lr/head.no_decay",
         "perf/samples_per_s",
     ):
         assert key in metrics, key
     assert any(key.startswith("system/") for key in metrics)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert steps == sorted(set(steps)) and steps[0] > 0
-    lr_steps = [m.step for m in client.get_metric_history(run.info.run_id, "lr-AdamW/backbone")]
-    assert lr_steps == list(range(len(lr_steps))), "the lr is logged at every optimizer step"
-    assert lr_steps[-1] >= steps[-1]
+    lr_steps = [m.step for m in client.get_metric_history(run.info.run_id, "lr/backbone")]
+    assert set(steps) - {steps[-1]} <= set(lr_steps), "the lr is logged at every logging step"
+    assert lr_steps == sorted(set(lr_steps)) and lr_steps[0] == 0
 
 
 def test_logged_model_predicts_on_raw_strings(server_run, mlflow_server: str) -> None:
@@ -160,11 +160,37 @@ def test_registration_creates_a_version(server_run) -> None:
     assert "Registered: tiny_vader version 1" in result.stdout
 
 
-def test_backbone_from_an_earlier_runs_model(
-    server_run, mlflow_server: str, tmp_path: Path
+def test_the_model_lives_in_its_runs_experiment_with_its_final_metrics(
+    server_run, mlflow_server: str
+) -> None:
+    client, run, _ = server_run
+    mlflow.set_tracking_uri(mlflow_server)
+    model_id = run.data.tags["ftlab.model_uri"].removeprefix("models:/")
+    logged = mlflow.get_logged_model(model_id)
+    assert logged.experiment_id == run.info.experiment_id
+    assert logged.name == "tiny_vader"  # the registered name (else the run's name)
+    linked = {m.key for m in logged.metrics or []}
+    assert {"test/loss", "test/mse"} <= linked, linked
+    assert not any(key.startswith(("system/", "lr/")) for key in linked)
+
+
+def _model_uris(run) -> dict[str, str]:
+    return {
+        "runs": f"runs:/{run.info.run_id}/model",
+        "logged": run.data.tags["ftlab.model_uri"],
+        "registered": "models:/tiny_vader/1",
+    }
+
+
+@pytest.mark.parametrize("kind", ["runs", "logged", "registered"])
+def test_every_model_uri_loads_and_fine_tunes(
+    kind: str, server_run, mlflow_server: str, tmp_path: Path
 ) -> None:
     _, run, _ = server_run
-    uri = run.data.tags["ftlab.model_uri"]
+    uri = _model_uris(run)[kind]
+    mlflow.set_tracking_uri(mlflow_server)
+    predictions = mlflow.pyfunc.load_model(uri).predict(["wonderful", "horrible"])
+    assert predictions["prediction"].notna().all() and len(predictions) == 2
     result = run_ftlab(
         "train", "model=from_mlflow", f"model.backbone.uri={uri}", "data.max_samples=120",
         "trainer.max_epochs=1", "logger.log_model=false", "hydra.run.dir=out",
@@ -172,8 +198,42 @@ def test_backbone_from_an_earlier_runs_model(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     newest = max(all_runs(mlflow_server), key=lambda r: r.info.start_time)
-    assert newest.info.status == "FINISHED"
-    assert newest.data.tags["ftlab.backbone_source"] == uri
+    assert newest.info.status == "FINISHED" and newest.data.tags["ftlab.backbone_source"] == uri
+
+
+def test_mlflow_serves_the_runs_model(server_run, mlflow_server: str, tmp_path: Path) -> None:
+    import json
+    import sys
+    import urllib.request
+
+    from conftest import free_port, stop_process_group
+
+    _, run, _ = server_run
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run.info.run_id}/model",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path, env=server_env(mlflow_server), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "the model server died"
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    data=json.dumps({"inputs": ["wonderful", "horrible"]}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.load(response)
+                break
+            except OSError:
+                time.sleep(1)
+    finally:
+        stop_process_group(server)
+    assert len(answer["predictions"]) == 2 and "prediction" in answer["predictions"][0]
 
 
 def test_missing_model_uri_is_a_clear_error(mlflow_server: str, tmp_path: Path) -> None:
@@ -306,6 +366,17 @@ def test_logged_image_model_predicts_on_arrays(logged_digits_model: tuple[str, s
     assert list(predictions.columns) == ["label", *[f"prob_{d}" for d in range(10)]]
     assert predictions.filter(like="prob_").sum(axis=1).round(5).eq(1).all()
     assert set(predictions["label"]) <= {str(d) for d in range(10)}
+    # The same images as people load them: (N, 8, 8) floats, (N, 8, 8, 1) uint8 pixels.
+    flat = model.predict(images[:, 0])
+    pixels = model.predict((images[:, 0, :, :, None] * 255).round().astype("uint8"))
+    assert list(flat["label"]) == list(predictions["label"]) == list(pixels["label"])
+    with pytest.raises(Exception, match=r"takes images as .*got an array of shape \(6, 3, 8, 8\)"):
+        model.predict(images.repeat(3, axis=1))
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(f"{model_uri}/requirements.txt")
+    ).read_text()
+    assert "torch==" in requirements
+    assert "transformers" not in requirements and "timm" not in requirements
 
 
 def test_deleted_experiment_is_a_clear_error(workdir: Path) -> None:

@@ -2,8 +2,8 @@
 
 ftlab owns the run's life cycle (tracking.run), so this logger never creates runs, never logs
 params (Lightning's MLflow logger cuts them to 250 characters) and never sets the status. It
-buffers metrics and sends them in batches: one HTTP/SQL round trip per `flush_every` values
-instead of one per value.
+writes each metric to the run's spool on local disk; the run's reporter thread sends them in
+batches. Logging therefore costs a local file append, whatever the server does.
 """
 
 from __future__ import annotations
@@ -14,37 +14,27 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from ftlab.tracking.spool import MetricSpool
+
 
 class MlflowRunLogger(Logger):
     def __init__(
         self,
-        tracking_uri: str,
+        spool: MetricSpool | None,
         run_id: str,
-        flush_every: int = 200,
-        flush_seconds: float = 5.0,
         logged_steps: dict[str, int] | None = None,
+        on_commit: Any = None,
     ) -> None:
         super().__init__()
-        self.tracking_uri, self.run_id = tracking_uri, run_id
-        # A resumed run recomputes the steps between its checkpoint and the interruption; those
-        # values are already stored (and equal, training being deterministic): skip them.
+        self.spool, self.run_id = spool, run_id
+        # The last step stored per key. A resumed run recomputes the steps between its checkpoint
+        # and the interruption, already stored (and equal, training being deterministic); and
+        # Lightning logs `epoch` with every call at a step. Each (key, step) is stored once.
         self.logged_steps = dict(logged_steps or {})
-        self.flush_every, self.flush_seconds = flush_every, flush_seconds
-        self._buffer: list[Any] = []
-        self._last_flush = time.monotonic()
-        self._client = None
-
-    @property
-    def client(self):
-        if self._client is None:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient(self.tracking_uri)
-        return self._client
+        self.on_commit = on_commit  # wakes the reporter; not carried into spawned processes
 
     def __getstate__(self) -> dict[str, Any]:
-        # The client holds a database connection: spawned DDP workers make their own.
-        return {**self.__dict__, "_client": None, "_buffer": []}
+        return {**self.__dict__, "on_commit": None}
 
     @property
     def name(self) -> str:
@@ -61,29 +51,24 @@ class MlflowRunLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
+        if self.spool is None:
+            return
         timestamp = int(time.time() * 1000)
         step = int(step or 0)
-        for key, value in metrics.items():
-            if step > self.logged_steps.get(key, -1):
-                self._buffer.append(Metric(key, float(value), timestamp, step))
-        if (
-            len(self._buffer) >= self.flush_every
-            or time.monotonic() - self._last_flush > self.flush_seconds
-        ):
-            self.flush()
+        fresh = [(k, float(v)) for k, v in metrics.items() if step > self.logged_steps.get(k, -1)]
+        self.logged_steps.update((k, step) for k, _ in fresh)
+        self.spool.append((key, value, timestamp, step) for key, value in fresh)
 
     @rank_zero_only
     def flush(self) -> None:
-        while self._buffer:
-            # MLflow accepts at most 1000 metrics per batch call.
-            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-        self._last_flush = time.monotonic()
+        """A commit point (checkpoints call it): what was logged is on disk and on its way."""
+        if self.spool is not None:
+            self.spool.commit()
+        if self.on_commit is not None:
+            self.on_commit()
 
     def save(self) -> None:
-        """Lightning calls this after every log call; flushing here would undo the batching."""
+        """Lightning calls this after every log call; the spool is written as it goes."""
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -18,12 +18,29 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab import __version__
+from ftlab.names import (
+    CHECKPOINTS_DIR,
+    CONFIG_ARTIFACT,
+    DATA_SUMMARY_ARTIFACT,
+    GIT_DIFF_ARTIFACT,
+    REGRESSION,
+    REQUIREMENTS_ARTIFACT,
+    TAG_BACKBONE_SOURCE,
+    TAG_MODEL_URI,
+    TAG_OUTPUT_DIR,
+    TAG_SEED,
+    TAG_STUDY,
+    TAG_TRAINABLE,
+    TAG_TRIAL_NUMBER,
+    TAG_TRIAL_STATE,
+    TAG_VERSION,
+    TAG_WEIGHTS,
+    TRIAL_KEY,
+)
+from ftlab.redact import redact_override, redact_params, redact_tree, secret_values
 from ftlab.tracking.environment import requirements_txt
 from ftlab.tracking.identity import git_diff, git_state, machine_tags
-from ftlab.tracking.redact import redact_override, redact_params, redact_tree, secret_values
 from ftlab.tracking.run import TrackedRun
-
-WEIGHTS_TAG = "ftlab.weights_sha256"
 
 
 # ------------------------------------------------------------------ identity
@@ -42,31 +59,31 @@ def _optimizer_name(cfg: DictConfig, choice: str | None) -> str:
 
 def run_tags(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
     tags = {
-        "ftlab.version": __version__,
-        "ftlab.seed": str(cfg.seed),
+        TAG_VERSION: __version__,
+        TAG_SEED: str(cfg.seed),
         "ftlab.model": str(cfg.model.name),
         "ftlab.data": str(cfg.data.name),
         "ftlab.optimizer": _optimizer_name(cfg, choices.get("optimizer")),
         "ftlab.finetune": str(cfg.finetune.name),
         "ftlab.experiment": choices.get("experiment") or "",
-        "ftlab.output_dir": str(cfg.paths.output_dir),
+        TAG_OUTPUT_DIR: str(cfg.paths.output_dir),
     }
     tags.update(git_state(cfg.paths.root_dir))
     tags.update(machine_tags(str(cfg.trainer.accelerator), cfg.trainer.devices))
-    trial = cfg.get("optuna_trial")
+    trial = cfg.get(TRIAL_KEY)
     if trial:
         tags.update(
             {
                 "mlflow.parentRunId": str(trial.get("parent_run_id") or ""),
-                "ftlab.study": str(trial.study),
+                TAG_STUDY: str(trial.study),
             }
         )
-        tags.update({"ftlab.trial_number": str(trial.number), "ftlab.trial_state": "RUNNING"})
+        tags.update({TAG_TRIAL_NUMBER: str(trial.number), TAG_TRIAL_STATE: "RUNNING"})
         if not trial.get("parent_run_id"):
             del tags["mlflow.parentRunId"]
     source = cfg.model.backbone.get("uri") or cfg.model.backbone.get("path")
     if source:
-        tags["ftlab.backbone_source"] = str(source)  # lineage: the run this backbone came from
+        tags[TAG_BACKBONE_SOURCE] = str(source)  # lineage: the run this backbone came from
     return tags
 
 
@@ -75,6 +92,13 @@ def command_line() -> str:
     return "ftlab train " + " ".join(
         shlex.quote(redact_override(arg, secrets)) for arg in sys.argv[1:]
     )
+
+
+def is_location(key: str) -> bool:
+    """Keys that say where a run's files went on this machine (paths.output_dir, checkpoint
+    dirpaths): they differ between any two runs and compare nothing, so they are not params
+    (config.yaml has them)."""
+    return key.startswith("paths.") or key.endswith((".dirpath", "output_dir", "root_dir"))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -91,10 +115,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def record_start(run: TrackedRun, cfg: DictConfig, datamodule: Any) -> None:
     secrets = secret_values()
     resolved = redact_tree(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), secrets)
-    run.log_params(redact_params(flatten(resolved), secrets))
+    params = {k: v for k, v in flatten(resolved).items() if not is_location(k)}
+    run.log_params(redact_params(params, secrets))
     sizes = {f"data.size.{split}": size for split, size in datamodule.split_sizes.items()}
     run.log_params({"data.fingerprint": datamodule.fingerprint, **sizes})
-    run.log_text(yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
+    run.log_text(yaml.safe_dump(resolved, sort_keys=False), CONFIG_ARTIFACT)
     run.log_dict(
         {
             "fingerprint": datamodule.fingerprint,
@@ -102,12 +127,12 @@ def record_start(run: TrackedRun, cfg: DictConfig, datamodule: Any) -> None:
             "task": datamodule.task,
             "classes": datamodule.class_names,
         },
-        "data/summary.json",
+        DATA_SUMMARY_ARTIFACT,
     )
-    run.log_text(requirements_txt(), "environment/requirements.txt")
+    run.log_text(requirements_txt(), REQUIREMENTS_ARTIFACT)
     diff = git_diff(cfg.paths.root_dir)
     if diff:
-        run.log_text(diff, "environment/git_diff.patch")
+        run.log_text(diff, GIT_DIFF_ARTIFACT)
     _log_hydra_files(run, Path(cfg.paths.output_dir) / ".hydra", secrets)
 
 
@@ -128,21 +153,18 @@ def _log_hydra_files(run: TrackedRun, hydra_dir: Path, secrets: set[str]) -> Non
 def record_end(
     run: TrackedRun, cfg: DictConfig, model: Any, datamodule: Any, best_checkpoint: str | None
 ) -> dict[str, str]:
-    """Log what the finished run produced; returns facts to print (model URI, version)."""
-    import torch
-
-    from ftlab.models.package import Predictor, save_model_dir
+    """Log what the finished run produced (the model as it is: `train` leaves the best
+    checkpoint's weights in it); returns facts to print (model URI, version)."""
+    from ftlab.models.model_folder import Predictor, save_model_dir
     from ftlab.models.weights import state_sha256
-    from ftlab.tracking.model_export import log_pyfunc_model, register
 
+    run.go_offline_if_away()  # a server that went away: what follows waits in the spool
     if best_checkpoint:
-        run.log_artifact(best_checkpoint, "checkpoints")
-        state = torch.load(best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict(state)
+        run.log_artifact(best_checkpoint, CHECKPOINTS_DIR)
     # Equal hashes, bitwise equal weights: what `ftlab reproduce --check` compares beside metrics.
-    run.set_tags({WEIGHTS_TAG: state_sha256(model)})
+    run.set_tags({TAG_WEIGHTS: state_sha256(model)})
     facts: dict[str, str] = {}
-    run.set_tags({"ftlab.trainable_params": str(model.trained_parameter_count())})
+    run.set_tags({TAG_TRAINABLE: str(model.trained_parameter_count())})
     backbone, backbone_config = model.exported_backbone()  # LoRA: adapters merged
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = save_model_dir(
@@ -163,17 +185,40 @@ def record_end(
             predictor.predict(inputs), targets, examples, datamodule, report_dir
         ):
             run.log_artifact(path, "test_report")
-        if cfg.logger.get("log_model", True):
-            example = inputs[:3]
-            info = log_pyfunc_model(run.run_id, run.tracking_uri, model_dir, example, predictor)
-            facts["model_uri"] = info.model_uri
-            run.set_tags({"ftlab.model_uri": info.model_uri})
-            register_as = cfg.logger.get("register_as")
-            if register_as:
-                facts["registered"] = (
-                    f"{register_as} version {register(info.model_uri, str(register_as), run.tracking_uri)}"
-                )
+        if _logs_model(cfg):
+            facts.update(_log_model(run, cfg, model_dir, inputs[:3], predictor))
     return facts
+
+
+def _log_model(
+    run: TrackedRun, cfg: DictConfig, model_dir: Path, example: Any, predictor: Any
+) -> dict[str, str]:
+    """The pyfunc model, named after the run (or its registered name), with the final metrics
+    linked; returns its URI and registration to print."""
+    from ftlab.tracking.model_export import final_step, keep_model, log_pyfunc_model, register
+
+    register_as = cfg.logger.get("register_as")
+    name = str(register_as or run.run_name)
+    if run.offline:  # `ftlab sync` logs it once the server is back
+        keep_model(run.spool, model_dir, example, name, register_as)
+        return {}
+    run.wait_until_sent()  # the final metrics are linked to the model: they must be there
+    info = log_pyfunc_model(run, name, model_dir, example, predictor, final_step(run))
+    run.set_tags({TAG_MODEL_URI: info.model_uri})
+    facts = {"model_uri": info.model_uri}
+    if register_as:
+        version = register(info.model_uri, str(register_as), run.tracking_uri)
+        facts["registered"] = f"{register_as} version {version} (models:/{register_as}/{version})"
+    return facts
+
+
+def _logs_model(cfg: DictConfig) -> bool:
+    """Single runs log their model; a sweep's trials only when asked (each would cost time and
+    storage; the best one is retrained, or fine-tuned from its best checkpoint artifact)."""
+    logger = cfg.logger
+    if cfg.get(TRIAL_KEY):
+        return bool(logger.get("log_model", True) and logger.get("sweep_log_model", False))
+    return bool(logger.get("log_model", True))
 
 
 def _as_model_input(examples: list[Any]) -> Any:
@@ -192,7 +237,7 @@ def _test_report(
 
     from ftlab.tracking.reports import classification_report, regression_report
 
-    if datamodule.task == "regression":
+    if datamodule.task == REGRESSION:
         predicted = predictions["prediction"].to_numpy()
         return regression_report(
             np.asarray(targets, dtype=np.float32), predicted, examples, directory

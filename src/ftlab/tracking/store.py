@@ -5,20 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_STORE_DIR = "mlruns"
-DEFAULT_DB_NAME = "mlflow.db"
-
-
-def default_tracking_uri(root: str | Path | None = None) -> str:
-    """SQLite under `<root>/mlruns/` (root: the directory the user runs from), as an absolute
-    path so Hydra's per-run output directories never scatter stores."""
-    store_dir = Path(root or os.getcwd()).resolve() / DEFAULT_STORE_DIR
-    return f"sqlite:///{store_dir / DEFAULT_DB_NAME}"
-
-
-def resolve_tracking_uri(configured: str | None, root: str | Path | None = None) -> str:
-    """`MLFLOW_TRACKING_URI` in the environment wins, then the config, then the local default."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured or default_tracking_uri(root)
+from ftlab.config.store_uri import (  # noqa: F401 - re-exported for tracking's callers
+    DEFAULT_DB_NAME,
+    DEFAULT_STORE_DIR,
+    check_store_kind,
+    default_tracking_uri,
+    resolve_tracking_uri,
+)
 
 
 def local_artifact_root(tracking_uri: str) -> str | None:
@@ -40,6 +33,35 @@ def prepare_local_store(tracking_uri: str) -> None:
     from ftlab.filelock import exclusive
 
     db_path = Path(tracking_uri.removeprefix("sqlite:///"))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(db_path.parent, "logger.tracking_uri")
     with exclusive(db_path.with_name(db_path.name + ".lock")):
         MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+def check_store_location(tracking_uri: str, key: str = "logger.tracking_uri") -> None:
+    """Before anything is built: a local store must be creatable where it is asked for. Nothing
+    is created here (a run that fails later leaves no empty store behind)."""
+    from ftlab.errors import FtlabError
+
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "a file is in the way" if not existing.is_dir() else "not writable"
+        raise FtlabError(f"{key}: cannot write to the store directory {folder} ({why}: {existing})")
+
+
+def check_writable(directory: Path, key: str) -> None:
+    """Create `directory` if needed and prove a file can be written there, or fail naming it."""
+    from ftlab.errors import FtlabError
+
+    probe = directory / f".ftlab-write-check-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise FtlabError(
+            f"{key}: cannot write to the store directory {directory} ({err.strerror or err})"
+        ) from None

@@ -1,0 +1,127 @@
+"""The one background thread that talks to the tracking server while a run trains.
+
+It sends the metric spool (what training wrote to disk), samples system metrics into it, and keeps
+the run's heartbeat tag fresh. The training thread never waits on the network: when the server is
+slow or away, records stay in the spool and go out, in order, once it answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+from ftlab.names import TAG_HEARTBEAT
+from ftlab.tracking.spool import MetricSpool
+
+HEARTBEAT_S = 30.0
+_BACKOFF_MAX_S = 10.0
+
+
+class RunReporter:
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        spool: MetricSpool,
+        system_metrics_interval: float | None = None,
+        system_step: int = 0,
+        heartbeat_s: float | None = HEARTBEAT_S,
+    ) -> None:
+        self.tracking_uri, self.run_id, self.spool = tracking_uri, run_id, spool
+        self.system_metrics_interval = system_metrics_interval
+        self.system_step = system_step
+        self.heartbeat_s = heartbeat_s
+        self.last_error: str | None = None
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ftlab-reporter", daemon=True)
+        self._client: Any = None
+        self._sampler: Any = None
+
+    def start(self) -> RunReporter:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(self.tracking_uri)
+        if self.system_metrics_interval:
+            from ftlab.tracking.system_metrics import SystemSampler
+
+            self._sampler = SystemSampler()
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait (the thread keeps sending) until the spool is sent; True when it was."""
+        deadline = time.monotonic() + timeout_s
+        while self.spool.pending() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.05)
+        return not self.spool.pending()
+
+    def close(self, timeout_s: float) -> bool:
+        """Stop sampling, send what is left (for up to `timeout_s`); True when all was sent."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        deadline, backoff = time.monotonic() + timeout_s, 0.5
+        while self.spool.pending():
+            if self._send_some() is False:
+                if time.monotonic() + backoff > deadline:
+                    return False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+        return True
+
+    # ------------------------------------------------------------ the thread
+    def _loop(self) -> None:
+        next_beat = next_sample = time.monotonic()
+        backoff = 0.5
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self._sampler is not None and now >= next_sample:
+                self._sample_system()
+                next_sample = now + float(self.system_metrics_interval or 0)
+            if self.heartbeat_s is not None and now >= next_beat:
+                self._beat()
+                next_beat = now + self.heartbeat_s
+            sent = self._send_some()
+            if sent is False:
+                self._wake.wait(backoff)  # the server is away: try again later, sooner if woken
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+            else:
+                backoff = 0.5
+                if not sent:
+                    self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _send_some(self) -> bool | None:
+        """Send one batch of the spool: True sent, None nothing to send, False the server failed."""
+        from mlflow.entities import Metric
+
+        records, offset = self.spool.unsent(1000)  # MLflow's limit per batch call
+        if not records:
+            return None
+        try:
+            metrics = [Metric(key, value, ts, step) for key, value, ts, step in records]
+            self._client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+        except Exception as err:  # noqa: BLE001 - any failure means: keep it, try later
+            self.last_error = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            return False
+        self.spool.mark_sent(offset)
+        self.last_error = None
+        return True
+
+    def _beat(self) -> None:
+        # A missed heartbeat only makes the run look older.
+        with contextlib.suppress(Exception):
+            self._client.set_tag(self.run_id, TAG_HEARTBEAT, str(int(time.time())))
+
+    def _sample_system(self) -> None:
+        timestamp = int(time.time() * 1000)
+        values = self._sampler.sample()
+        self.spool.append((k, v, timestamp, self.system_step) for k, v in values.items())
+        self.spool.commit()
+        self.system_step += 1
