@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import optuna
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -69,22 +70,25 @@ def test_sweep_then_resume_continues_the_same_study(workdir: Path) -> None:
 
 
 def test_aggressive_pruner_stops_trials_early(workdir: Path) -> None:
+    # Two learning rates far apart: the slow one falls below the median after its first epoch.
     args = [
         *SWEEP, "trainer.max_epochs=6", "hydra.sweeper.n_trials=6", "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "hydra.sweeper.pruner.n_warmup_steps=0", "optimizer=adamw", "optimizer.lr=choice(0.05,0.00001)",
+        "hydra.sweeper.sampler.name=random",
     ]  # fmt: skip
     result = run_ftlab("train", *args, cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     pruned = [t for t in study(workdir).trials if t.state == TrialState.PRUNED]
     assert pruned, result.stdout[-3000:]
-    assert all(t.user_attrs["pruned_at_epoch"] < 5 for t in pruned)
+    assert any(t.user_attrs["pruned_at_epoch"] < 5 for t in pruned)  # stopped before the end
     _, children = parents_and_children(workdir)
     client = MlflowClient(local_store(workdir))
     for child in children:
         epochs = len(client.get_metric_history(child.info.run_id, "val/loss"))
         if child.data.tags["ftlab.trial_state"] == "PRUNED":
             assert epochs == int(child.data.tags["ftlab.pruned_at_epoch"]) + 1 < 6
-            assert child.info.status == "FINISHED"
+            assert child.info.status == "FINISHED"  # the UI's status column: the name says it
+            assert child.info.run_name.endswith(f"[pruned@{epochs}]")
 
 
 def test_two_workers_share_one_study_exactly(workdir: Path) -> None:
@@ -157,12 +161,129 @@ def test_interrupted_sweep_resumes_to_the_full_count(workdir: Path) -> None:
     parents, children = parents_and_children(workdir)
     assert parents[0].info.status == "KILLED" and children[0].info.status == "KILLED"
 
-    resumed = run_ftlab(
-        "train", *SWEEP, "trainer.max_epochs=2", "hydra.sweeper.n_trials=2", cwd=workdir
-    )
+    resumed = run_ftlab(  # shorter trials this time: a change the study is told to accept
+        "train", *SWEEP, "trainer.max_epochs=2", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.continue_changed=true", cwd=workdir,
+    )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     states = [t.state for t in study(workdir).trials]
     assert states[0] == TrialState.FAIL and len(states) == 3
     assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states[1:])
     parents, _ = parents_and_children(workdir)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+# ------------------------------------------------------------------ any Hydra app, upstream-style
+APP = Path(__file__).parent / "apps" / "quadratic.py"
+
+
+def run_app(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, str(APP), "-m", *args], cwd=workdir, env=cli_env(), capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_plain_hydra_app_sweeps_and_an_objective_of_zero_is_a_result(workdir: Path) -> None:
+    """A grid over 25 integer points of (x-2)^2 + (y+1)^2: the optimum is exactly 0.0."""
+    result = run_app(workdir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    trials = study(workdir, "sweep-quadratic").trials
+    assert len(trials) == 25 and all(t.state == TrialState.COMPLETE for t in trials)
+    zero = [t for t in trials if t.value == 0.0]
+    assert [t.params for t in zero] == [{"x": 2, "y": -1}]
+    results = yaml.safe_load(
+        next(workdir.glob("multirun/*/*/optimization_results.yaml")).read_text()
+    )
+    assert results["best_value"] == 0.0 and results["best_params"] == {"x": 2, "y": -1}
+    assert "Heartbeat of storage" not in result.stdout + result.stderr
+    assert "optuna_trial" not in result.stdout + result.stderr
+
+
+def test_a_plain_app_with_two_objectives_gets_a_pareto_front(workdir: Path) -> None:
+    result = run_app(
+        workdir, "objectives=2", "hydra.sweeper.direction=[minimize,minimize]",
+        "hydra.sweeper.sampler.name=random", "hydra.sweeper.n_trials=8",
+        "x=int(interval(0, 4))", "y=int(interval(-2, 2))",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    loaded = study(workdir, "sweep-quadratic")
+    assert len(loaded.directions) == 2 and len(loaded.trials) == 8
+    assert all(isinstance(t.params["x"], int) for t in loaded.trials)  # int(interval()) is int
+    results = yaml.safe_load(
+        next(workdir.glob("multirun/*/*/optimization_results.yaml")).read_text()
+    )
+    assert results["solutions"] and all(len(s["values"]) == 2 for s in results["solutions"])
+    assert "Pareto front" in result.stdout
+
+
+def test_a_custom_search_space_function_adds_params(workdir: Path) -> None:
+    result = run_app(
+        workdir, "hydra.sweeper.sampler.name=random", "hydra.sweeper.n_trials=3",
+        "x=int(interval(1, 4))", "hydra.sweeper.custom_search_space=quadratic.extend_space",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for trial in study(workdir, "sweep-quadratic").trials:
+        assert 0.0 <= trial.params["z"] <= max(1.0, trial.params["x"])
+
+
+def test_a_sweep_whose_every_trial_failed_exits_non_zero(workdir: Path) -> None:
+    result = run_app(
+        workdir, "fail=true", "hydra.sweeper.n_trials=2", "hydra.sweeper.max_failure_rate=1.0"
+    )
+    assert result.returncode != 0
+    assert "every trial of study 'sweep-quadratic' failed" in result.stderr
+    assert "this trial was told to fail" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_study_remembers_its_space(workdir: Path) -> None:
+    first = run_app(workdir, "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.name=random")
+    assert first.returncode == 0, first.stderr[-2000:]
+    changed = run_app(
+        workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.name=random", "x=range(5, 9)"
+    )
+    assert changed.returncode == 2
+    last = changed.stderr.strip().splitlines()[-1]
+    assert "its space was" in last and "study_name=NEW" in last and "continue_changed=true" in last
+    assert len(study(workdir, "sweep-quadratic").trials) == 2  # nothing ran
+    again = run_app(
+        workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.name=random", "x=range(5, 9)",
+        "hydra.sweeper.continue_changed=true",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(study(workdir, "sweep-quadratic").trials) == 4
+
+
+def test_a_value_fixed_on_the_command_line_wins_over_the_preset(workdir: Path) -> None:
+    result = run_ftlab(
+        "train", *SWEEP, "optimizer=sgd", "hydra.sweeper.n_trials=3", "logger.log_model=false",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study(workdir).trials
+    assert all("optimizer" not in t.params and "optimizer.momentum" in t.params for t in trials)
+    _, children = parents_and_children(workdir)
+    assert {c.data.params["optimizer._target_"] for c in children} == {"torch.optim.SGD"}
+    retrain = next(line for line in result.stdout.splitlines() if line.startswith("Retrain it:"))
+    assert retrain.count("optimizer=") == 1 and "optimizer=sgd" in retrain
+
+
+def test_an_ftlab_sweep_with_two_objectives_records_its_pareto_front(workdir: Path) -> None:
+    result = run_ftlab(
+        "train", *SWEEP, "hydra.sweeper.n_trials=3", "optimized_metric=[val/acc,val/loss]",
+        "hydra.sweeper.direction=[maximize,minimize]", cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = study(workdir)
+    assert loaded.metric_names == ["val/acc", "val/loss"]
+    assert all(len(t.values) == 2 for t in loaded.trials)
+    parents, children = parents_and_children(workdir)
+    client = MlflowClient(local_store(workdir))
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert "best_trials.json" in artifacts
+    assert {"sweep/pareto_front.html", "sweep/pareto_front.png"} <= {
+        a.path for a in client.list_artifacts(parents[0].info.run_id, "sweep")
+    }
+    assert len(children) == 3

@@ -10,15 +10,27 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
+from ftlab.names import (
+    TAG_BEST_TRIAL,
+    TAG_STUDY,
+    TAG_SWEEP_PARENT,
+    TAG_TRIAL_NUMBER,
+    TAG_TRIAL_STATE,
+)
 from ftlab.tracking.run import ensure_experiment
 from ftlab.tracking.store import prepare_local_store, resolve_tracking_uri
-
-STUDY_TAG = "ftlab.study"
+from ftlab.tracking.ui import ui_runs_link
 
 
 class ParentRun:
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Any, run_id: str, experiment_id: str = "") -> None:
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
+        self._closed: set[int] = set()  # trial numbers whose orphaned runs were closed
+
+    @property
+    def link(self) -> str:
+        """Where to see the trials side by side (the MLflow UI's runs table, `ftlab ui`)."""
+        return ui_runs_link(self.experiment_id)
 
     @classmethod
     def open(cls, config: DictConfig, study_name: str, settings: dict[str, Any]) -> ParentRun:
@@ -29,22 +41,22 @@ class ParentRun:
         prepare_local_store(uri)
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(client, uri, str(config.experiment_name))
-        query = f"tags.`{STUDY_TAG}` = '{study_name}' and tags.`ftlab.sweep_parent` = 'true'"
+        query = f"tags.`{TAG_STUDY}` = '{study_name}' and tags.`{TAG_SWEEP_PARENT}` = 'true'"
         existing = client.search_runs([experiment_id], filter_string=query, max_results=1)
         if existing:
             run_id = existing[0].info.run_id
             client.update_run(run_id, status="RUNNING")  # the same parent again on resume
-            return cls(client, run_id)
+            return cls(client, run_id, experiment_id)
         tags = {
-            STUDY_TAG: study_name,
-            "ftlab.sweep_parent": "true",
+            TAG_STUDY: study_name,
+            TAG_SWEEP_PARENT: "true",
             "mlflow.note.content": f"Optuna study {study_name}",
         }
         run = client.create_run(experiment_id, run_name=f"sweep-{study_name}", tags=tags)
         params = [Param(k, str(v)[:6000]) for k, v in settings.items()]
         for start in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[start : start + 100])
-        return cls(client, run.info.run_id)
+        return cls(client, run.info.run_id, experiment_id)
 
     def trial_finished(self, study: optuna.Study, trial: Any, state: str) -> None:
         from mlflow.entities import Metric, RunTag
@@ -60,10 +72,22 @@ class ParentRun:
         }
         metrics = [Metric(f"trials/{k}", v, 0, trial.number) for k, v in counts.items()]
         tags = []
-        if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        if len(study.directions) > 1:
+            front = study.best_trials
+            self.client.log_dict(
+                self.run_id,
+                {
+                    "trials": [
+                        {"trial": t.number, "values": t.values, "params": t.params} for t in front
+                    ]
+                },
+                "best_trials.json",
+            )
+            metrics.append(Metric("pareto_size", len(front), 0, trial.number))
+        elif any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
             best = study.best_trial
             metrics.append(Metric("best_value", best.value, 0, trial.number))
-            tags.append(RunTag("ftlab.best_trial", str(best.number)))
+            tags.append(RunTag(TAG_BEST_TRIAL, str(best.number)))
             self.client.log_dict(
                 self.run_id,
                 {"trial": best.number, "value": best.value, "params": best.params},
@@ -73,12 +97,29 @@ class ParentRun:
         if state == "FAIL":
             self._tag_failed_child(trial)
 
+    def close_orphans(self, study: optuna.Study) -> None:
+        """Trials failed because their worker died (no heartbeat): their MLflow runs, which
+        nobody could close, end FAILED instead of staying RUNNING forever."""
+        failed = {
+            t.number for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.FAIL and t.number not in self._closed
+        }  # fmt: skip
+        if not failed:
+            return
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.status = 'RUNNING'"
+        for child in self.client.search_runs([self.experiment_id], filter_string=query):
+            number = child.data.tags.get(TAG_TRIAL_NUMBER)
+            if number is not None and int(number) in failed:
+                self.client.set_tag(child.info.run_id, TAG_TRIAL_STATE, "FAIL")
+                self.client.set_terminated(child.info.run_id, status="FAILED")
+        self._closed |= failed
+
     def _tag_failed_child(self, trial: Any) -> None:
         """A job that crashed could not tag its own run; the parent marks it."""
         run = self.client.get_run(self.run_id)
-        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and tags.`ftlab.trial_number` = '{trial.number}'"
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and tags.`{TAG_TRIAL_NUMBER}` = '{trial.number}'"
         for child in self.client.search_runs([run.info.experiment_id], filter_string=query):
-            self.client.set_tag(child.info.run_id, "ftlab.trial_state", "FAIL")
+            self.client.set_tag(child.info.run_id, TAG_TRIAL_STATE, "FAIL")
 
     def finish(self, files: list[Path], status: str) -> None:
         for path in files:

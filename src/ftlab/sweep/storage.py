@@ -1,9 +1,19 @@
-"""Optuna storages: a persistent SQLite file under ./mlruns by default, any RDB URL, or a journal
-file. RDB storages get heartbeats, so trials of a dead worker are failed and retried."""
+"""Optuna storages: a persistent SQLite file under ./mlruns by default, any RDB URL (PostgreSQL and
+MySQL for many workers on many machines), or a journal file. RDB storages get heartbeats, so the
+trials of a dead worker are failed and retried.
+
+`study_lock` serializes what must not race between workers: creating the tables of an empty
+database, and counting trials before asking for a new one (so `n_trials` is exact). SQLite and
+journal files use a lock file beside them; PostgreSQL and MySQL a lock inside the database.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +21,21 @@ import optuna
 
 HEARTBEAT_S = 30
 GRACE_S = 90
+_LOCK_NAME = "ftlab-optuna-study"
+_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())  # PostgreSQL advisory locks take an integer
 
 
 def default_storage_url(root: str | Path | None = None) -> str:
     return f"sqlite:///{Path(root or os.getcwd()).resolve() / 'mlruns' / 'optuna.db'}"
 
 
-def make_storage(url: str) -> Any:
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(".log")
+
+
+def make_storage(url: str, heartbeat_s: float = HEARTBEAT_S, grace_s: float = GRACE_S) -> Any:
     """`journal:PATH` or a `.log` path: a journal file; anything else: an RDB URL."""
-    if url.startswith("journal:") or url.endswith(".log"):
+    if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
@@ -33,16 +49,55 @@ def make_storage(url: str) -> Any:
     return optuna.storages.RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
+        heartbeat_interval=int(heartbeat_s),
+        grace_period=int(grace_s),
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
     )
+
+
+@contextlib.contextmanager
+def study_lock(url: str) -> Iterator[None]:
+    """Hold the storage's lock for the block (one holder across processes and machines)."""
+    if url.startswith(("postgresql", "postgres://")):
+        with _database_lock(
+            url, "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"
+        ):
+            yield
+    elif url.startswith("mysql"):
+        with _database_lock(url, "SELECT GET_LOCK(:name, 600)", "SELECT RELEASE_LOCK(:name)"):
+            yield
+    else:
+        from ftlab.filelock import exclusive
+
+        with exclusive(lock_path(url)):
+            yield
+
+
+@contextlib.contextmanager
+def _database_lock(url: str, acquire: str, release: str) -> Iterator[None]:
+    from sqlalchemy import text
+
+    arguments = {"key": _LOCK_KEY, "name": _LOCK_NAME}
+    with _engine(url).connect() as connection:
+        connection.execute(text(acquire), arguments)
+        try:
+            yield
+        finally:
+            connection.execute(text(release), arguments)
+            connection.commit()
+
+
+@functools.cache
+def _engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)
 
 
 def lock_path(url: str) -> Path | None:
     """A file next to a local storage, locked while a worker counts and asks for trials."""
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///") + ".lock")
-    if url.startswith("journal:") or url.endswith(".log"):
+    if is_journal(url):
         return Path(url.removeprefix("journal:") + ".lock")
     return None

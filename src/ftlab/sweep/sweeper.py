@@ -2,78 +2,48 @@
 the result. The job reaches its trial through the storage (not memory), so pruning works with
 any launcher and several worker processes can share one study.
 
-Selected with `hydra/sweeper=ftlab_optuna` (the `hparams_search/*` presets do it).
+Selected with `hydra/sweeper=ftlab_optuna` (the `hparams_search/*` presets do it). Any Hydra task
+function returning a number (or one number per objective) can be swept; ftlab's own `train` also
+gets pruning, an MLflow parent run and a retrain command.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
+import logging
+import os
 import sys
-import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
-from ftlab.builders import RELAUNCH_MESSAGE, relaunches_script
 from ftlab.errors import FtlabError
-from ftlab.filelock import exclusive
-from ftlab.sweep import report
-from ftlab.sweep.algorithms import PRUNER_ATTR, build_pruner, build_sampler
-from ftlab.sweep.space import SearchSpace, as_override, parse_space
-from ftlab.sweep.storage import default_storage_url, lock_path, make_storage
-from ftlab.sweep.trial_link import TRIAL_KEY
+from ftlab.redact import redact_text, redact_yaml_files
+from ftlab.sweep import TRIAL_KEY, report
+from ftlab.sweep.algorithms import PRUNER_ATTR, build_sampler, grid_size
+from ftlab.sweep.outcome import Outcome, judge
+from ftlab.sweep.plan import SweepPlan, make_plan
+from ftlab.sweep.space import as_override
+from ftlab.sweep.storage import study_lock
+from ftlab.sweep.study import open_study
+from ftlab.sweep.trial_link import STORAGE_VARIABLE
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-INTERRUPTED = (
-    "interrupted"  # user attr of trials stopped by Ctrl-C: they do not count toward n_trials
-)
-
-
-@contextlib.contextmanager
-def _heartbeats(storage: Any, trial_ids: list[int]) -> Iterator[None]:
-    """Keep the trials' heartbeats fresh while their jobs run: a worker that dies stops beating
-    and its trials are failed (and retried) by the next worker that starts."""
-    if (
-        not isinstance(storage, optuna.storages.RDBStorage)
-        or storage.get_heartbeat_interval() is None
-    ):
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                storage.record_heartbeat(trial_id)
-            if stop.wait(storage.get_heartbeat_interval()):
-                return
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+INTERRUPTED = "interrupted"  # user attr of trials stopped by Ctrl-C: they do not count
+HEARTBEAT_WARNING = ".*Heartbeat of storage is supposed to be used with Study.optimize.*"
 
 
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
         n_trials: int = 20,
-        direction: str | None = None,
+        direction: Any = None,
         study_name: str | None = None,
         storage: str | None = None,
         n_jobs: int = 1,
@@ -82,22 +52,30 @@ class OptunaSweeper(Sweeper):
         pruner: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         conditional_params: dict[str, dict[str, str]] | None = None,
+        custom_search_space: str | None = None,
+        continue_changed: bool = False,
+        workers: int = 0,
+        devices: Any = None,
+        heartbeat_s: float = 30,
+        grace_s: float = 90,
     ) -> None:
         super().__init__()
-        self.n_trials, self.direction, self.study_name = n_trials, direction, study_name
-        self.storage_url, self.n_jobs, self.max_failure_rate = (
-            storage,
-            max(1, n_jobs),
-            max_failure_rate,
-        )
+        self.n_trials, self.direction, self.study_name = int(n_trials), direction, study_name
+        self.storage_url, self.n_jobs = storage, max(1, int(n_jobs))
+        self.max_failure_rate = float(max_failure_rate)
         self.sampler_settings = dict(sampler or {})
         self.pruner_settings = dict(pruner or {})
         self.params = dict(params or {})
         self.conditional_params = {k: dict(v) for k, v in (conditional_params or {}).items()}
+        self.custom_search_space = custom_search_space
+        self.continue_changed = bool(continue_changed)
+        self.workers, self.devices = int(workers), devices
+        self.heartbeat_s, self.grace_s = float(heartbeat_s), float(grace_s)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self._exhausted = False  # the sampler has nothing left to propose (grid)
+        self._extend_space: Any = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -105,169 +83,229 @@ class OptunaSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.config, self.hydra_context = config, hydra_context
+        self.task_function = task_function
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
     # ------------------------------------------------------------ the sweep
     def sweep(self, arguments: list[str]) -> Any:
+        _quiet_optuna()
         try:
             return self._sweep(arguments)
         except FtlabError as err:
-            print(f"error: {err}", file=sys.stderr)
+            self._discard_empty_sweep_dir()
+            print(f"error: {redact_text(str(err))}", file=sys.stderr)
             sys.exit(2)
 
     def _sweep(self, arguments: list[str]) -> list[Any]:
         assert self.config is not None
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        if relaunches_script(self.config.trainer.strategy):
-            raise FtlabError(RELAUNCH_MESSAGE)
-        fixed, swept = self._split_arguments(arguments)
-        space = parse_space({**self.params, **swept}, self.conditional_params)
-        if not space.params:
-            raise FtlabError(
-                "hydra.sweeper.params is empty: give a search space (e.g. hparams_search=lr_optimizer)"
-            )
-        url = str(self.storage_url or default_storage_url())
-        with exclusive(lock_path(url)):  # the first of several workers creates the tables alone
-            storage = make_storage(url)
-        name = self.study_name or self._default_study_name()
-        direction = self.direction or (
-            "maximize" if self.config.monitor.mode == "max" else "minimize"
-        )
-        study = optuna.create_study(
-            study_name=name, storage=storage, direction=direction, load_if_exists=True
-        )
-        optuna.storages.fail_stale_trials(study)
-        study.sampler = build_sampler(
-            self.sampler_settings, seed_offset=len(study.trials), space=space
-        )
-        study.pruner = build_pruner(self.pruner_settings)
-        study.set_user_attr(PRUNER_ATTR, self.pruner_settings)  # jobs prune with the same rule
-        parent = self._parent_run(study, space, url, direction)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        print(f"Study '{name}' in {url}: {len(study.trials)} trials so far, target {self.n_trials}")
+        plan = make_plan(self, self.config, arguments)
+        self._check_job_config(plan)  # bad input fails before a study or a parent run exists
+        if self.custom_search_space:
+            from hydra.utils import get_method
 
+            self._extend_space = get_method(self.custom_search_space)
+        size = grid_size(self.sampler_settings, plan.space)
+        n_trials = min(self.n_trials, size) if size else self.n_trials
+        study, storage = open_study(
+            plan.storage_url, plan.study_name, plan.directions, plan.study_settings(),
+            self.continue_changed, self.heartbeat_s, self.grace_s,
+        )  # fmt: skip
+        study.set_metric_names(plan.objectives)
+        study.set_user_attr(PRUNER_ATTR, self.pruner_settings)  # jobs prune with the same rule
+        os.environ[STORAGE_VARIABLE] = plan.storage_url  # jobs find it here, never in a param
+        parent = self._parent_run(study, plan)
+        sweep_dir = self._sweep_dir()
+        print(
+            f"Study '{study.study_name}' in {redact_text(plan.storage_url)}: "
+            f"{len(study.trials)} trials so far, target {n_trials}"
+            + (f"; parent run {parent.run_id} ({parent.link})" if parent else ""),
+            flush=True,
+        )
         results: list[Any] = []
-        status = "FINISHED"
+        status = "FAILED"
         try:
-            while not self._exhausted and (batch := self._ask(study, url, space)):
-                results.append(self._run_batch(study, storage, batch, fixed, url, parent))
+            if self.workers > 0:
+                results = self._run_async(study, storage, plan, parent, n_trials)
+            while (
+                self.workers == 0
+                and not self._exhausted
+                and (batch := self._ask(study, plan, n_trials, self.n_jobs, parent))
+            ):
+                results.append(self._run_batch(study, storage, batch, plan, parent, n_trials))
                 self._check_failure_rate(study)
+            status = "FINISHED"
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C reaches here as Lightning's sys.exit(1)
             status = "KILLED"
             raise
-        except BaseException:
-            status = "FAILED"
-            raise
         finally:
-            self._finish(study, fixed, sweep_dir, parent, status)
+            self._finish(study, plan, sweep_dir, parent, status, ran=bool(results))
         return results
 
-    def _split_arguments(self, arguments: list[str]) -> tuple[list[str], dict[str, str]]:
-        """Command-line sweeps (`optimizer.lr=interval(...)`) join the space; the rest is fixed."""
-        parser = OverridesParser.create(
-            config_loader=self.hydra_context.config_loader if self.hydra_context else None
-        )
-        fixed, swept = [], {}
-        for argument, override in zip(arguments, parser.parse_overrides(arguments), strict=True):
-            if override.is_sweep_override():
-                swept[override.get_key_element()] = argument.split("=", 1)[1]
-            else:
-                fixed.append(argument)
-        return fixed, swept
+    def _sweep_dir(self) -> Path:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        redact_yaml_files(sweep_dir / "multirun.yaml")
+        return sweep_dir
 
-    def _default_study_name(self) -> str:
-        choices = self.config.hydra.runtime.choices
-        preset = choices.get("hparams_search") or "sweep"
-        return f"{preset}-{self.config.experiment_name}"
+    def _check_job_config(self, plan: SweepPlan) -> None:
+        """Compose the config a trial would get (without its sampled values) and check it as
+        `ftlab train` would; apps that are not ftlab's are left to themselves."""
+        if self.hydra_context is None or not plan.is_ftlab_app:
+            return
+        from ftlab.config.checks import RELAUNCH_MESSAGE, check_config, relaunches_script
 
+        if relaunches_script(self.config.trainer.strategy):
+            raise FtlabError(RELAUNCH_MESSAGE)
+        job = self.hydra_context.config_loader.load_sweep_config(self.config, list(plan.fixed))
+        with open_dict(job):
+            job.pop("hydra", None)
+            job.paths.output_dir = "."  # a trial's folder does not exist yet
+        check_config(job)
+
+    def _discard_empty_sweep_dir(self) -> None:
+        """A sweep refused before its first trial leaves no folder behind."""
+        try:
+            folder = Path(self.config.hydra.sweep.dir)
+        except Exception:  # noqa: BLE001 - no sweep folder configured
+            return
+        for path in (folder, folder.parent, folder.parent.parent):
+            if path.name and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+    # ------------------------------------------------------------ ask, launch, tell
     def _ask(
-        self, study: optuna.Study, url: str, space: SearchSpace
-    ) -> list[tuple[Any, dict[str, Any]]]:
-        with exclusive(lock_path(url)):
-            started = sum(
-                not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False)
-            )
-            count = min(self.n_jobs, self.n_trials - started)
+        self, study: optuna.Study, plan: SweepPlan, n_trials: int, limit: int, parent: Any
+    ) -> list[tuple[Any, dict]]:
+        """The next trials (at most `limit`), counted and asked under the study lock so workers
+        sharing the study run exactly `n_trials` between them. Trials of dead workers are failed
+        first (their heartbeat stopped) and come back as waiting retries, asked before new ones."""
+        with study_lock(plan.storage_url):
+            optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            waiting = sum(t.state == TrialState.WAITING for t in trials)
+            room = max(0, n_trials - counted_trials(trials)) + waiting
             batch = []
-            for _ in range(max(0, count)):
+            for index in range(min(limit, room)):
+                study.sampler = build_sampler(
+                    self.sampler_settings, len(trials) + index, plan.space
+                )
                 trial = study.ask()
-                batch.append((trial, space.sample(trial)))
-            return batch
+                sampled = plan.space.sample(trial)
+                if self._extend_space is not None:
+                    self._extend_space(self.config, trial)
+                    sampled.update({k: v for k, v in trial.params.items() if k not in sampled})
+                batch.append((trial, sampled))
+        if parent is not None:
+            parent.close_orphans(study)
+        return batch
 
-    def _run_batch(self, study, storage, batch, fixed, url, parent) -> Any:
-        jobs = []
-        for trial, sampled in batch:
-            link = [
-                f"+{TRIAL_KEY}.study={study.study_name}",
-                f"+{TRIAL_KEY}.storage='{url}'",
+    def _job_overrides(
+        self, study: optuna.Study, trial: Any, sampled: dict, plan: SweepPlan, parent: Any
+    ) -> list[str]:
+        overrides = [*plan.fixed, *[as_override(k, v) for k, v in sampled.items()]]
+        if plan.is_ftlab_app:  # the job's link to its trial, for pruning and tracking
+            overrides += [
+                f"+{TRIAL_KEY}.study={as_override('', study.study_name)[1:]}",
                 f"+{TRIAL_KEY}.trial_id={trial._trial_id}",
                 f"+{TRIAL_KEY}.number={trial.number}",
             ]
             if parent is not None:
-                link.append(f"+{TRIAL_KEY}.parent_run_id={parent.run_id}")
-            jobs.append([*fixed, *[as_override(k, v) for k, v in sampled.items()], *link])
+                overrides.append(f"+{TRIAL_KEY}.parent_run_id={parent.run_id}")
+        return overrides
+
+    def _run_batch(self, study, storage, batch, plan, parent, n_trials) -> Any:
+        jobs = [self._job_overrides(study, t, s, plan, parent) for t, s in batch]
         self.validate_batch_is_legal(jobs)
+        beats = TrialHeartbeats(storage, [trial._trial_id for trial, _ in batch])
         try:
-            with _heartbeats(storage, [trial._trial_id for trial, _ in batch]):
+            with beats:
                 returns = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
         except (KeyboardInterrupt, SystemExit):
-            for trial, _ in batch:  # interrupted, not failed: a resumed sweep does not count them
-                trial.set_user_attr(INTERRUPTED, True)
-                study.tell(trial, state=TrialState.FAIL)
-            print(
-                f"Interrupted: rerun the same command to resume study '{study.study_name}'.",
-                flush=True,
-            )
+            self._interrupted(study, [trial for trial, _ in batch])
             raise
         for (trial, sampled), job in zip(batch, returns, strict=True):
-            state, value = self._tell(study, trial, job)
-            best = (
-                study.best_value
-                if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-                else None
+            self._finished(
+                study, trial, sampled, judge(job, len(plan.directions)), n_trials, parent
             )
-            done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-            print(
-                report.trial_line(done, self.n_trials, trial, state, value, best, sampled),
-                flush=True,
-            )
-            if parent is not None:
-                parent.trial_finished(study, trial, state)
         return returns
 
-    def _tell(self, study: optuna.Study, trial: Any, job: Any) -> tuple[str, float | None]:
-        state, value = self._judge(trial, job)
+    def _run_async(self, study, storage, plan, parent, n_trials) -> list[Any]:
+        """`workers` processes, each given the next trial as soon as its last one ends."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from hydra.core.singleton import Singleton
+
+        from ftlab.sweep.workers import WorkerPool
+
+        job = {
+            "hydra_context": self.hydra_context, "task_function": self.task_function,
+            "config": self.config, "singleton_state": Singleton.get_state(),
+        }  # fmt: skip
+        pool, running, results = WorkerPool(self.workers, self.devices, job), {}, []
+        beats = TrialHeartbeats(storage, [])
         try:
-            if state == "COMPLETE":
-                study.tell(trial, value)
+            with beats:
+                while True:
+                    while (worker := pool.free_worker()) is not None and not self._exhausted:
+                        asked = self._ask(study, plan, n_trials, 1, parent)
+                        if not asked:
+                            break
+                        trial, sampled = asked[0]
+                        overrides = self._job_overrides(study, trial, sampled, plan, parent)
+                        running[pool.submit(worker, trial.number, overrides)] = (trial, sampled)
+                        beats.add(trial._trial_id)
+                    if not running:
+                        break
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        trial, sampled = running.pop(future)
+                        pool.release(future)
+                        beats.remove(trial._trial_id)
+                        outcome = _outcome(future, len(plan.directions))
+                        self._finished(study, trial, sampled, outcome, n_trials, parent)
+                        results.append(outcome)
+                    self._check_failure_rate(study)
+        except (KeyboardInterrupt, SystemExit):
+            pool.shutdown(kill=True)
+            self._interrupted(study, [trial for trial, _ in running.values()])
+            raise
+        pool.shutdown()
+        return results
+
+    def _interrupted(self, study: optuna.Study, trials: list[Any]) -> None:
+        for trial in trials:  # interrupted, not failed: a resumed sweep does not count them
+            trial.set_user_attr(INTERRUPTED, True)
+            study.tell(trial, state=TrialState.FAIL)
+        print(
+            f"Interrupted: rerun the same command to resume study '{study.study_name}'.", flush=True
+        )
+
+    def _finished(
+        self, study, trial, sampled, outcome: Outcome, n_trials: int, parent: Any
+    ) -> None:
+        self._tell(study, trial, outcome)
+        done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        print(report.trial_line(done, n_trials, trial, outcome, study, sampled), flush=True)
+        if parent is not None:
+            parent.trial_finished(study, trial, outcome.state)
+
+    def _tell(self, study: optuna.Study, trial: Any, outcome: Outcome) -> None:
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error)
+        try:
+            if outcome.state == "COMPLETE":
+                study.tell(trial, outcome.values)
             else:
-                study.tell(trial, state=TrialState[state])
+                study.tell(trial, state=TrialState[outcome.state])
         except RuntimeError as err:
             # The grid sampler calls study.stop() once the grid is exhausted, which only works
             # inside study.optimize; the trial is recorded all the same.
             if "Study.stop" not in str(err):
                 raise
             self._exhausted = True
-        return state, value
-
-    def _judge(self, trial: Any, job: Any) -> tuple[str, float | None]:
-        """COMPLETE with the value, PRUNED, or FAIL (job raised, or the value is NaN/inf)."""
-        if job.status != JobStatus.COMPLETED:
-            error = job._return_value
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
-            return "FAIL", None
-        result = job.return_value or {}
-        value = result.get("value") if isinstance(result, dict) else result
-        if isinstance(result, dict) and result.get("pruned_at_epoch") is not None:
-            return "PRUNED", value
-        if value is None or not math.isfinite(float(value)):
-            trial.set_user_attr("error", f"objective is {value}")
-            return "FAIL", None
-        return "COMPLETE", float(value)
 
     def _check_failure_rate(self, study: optuna.Study) -> None:
         finished = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
@@ -280,45 +318,132 @@ class OptunaSweeper(Sweeper):
             )
 
     # ------------------------------------------------------------ tracking and the end
-    def _parent_run(self, study: optuna.Study, space: SearchSpace, url: str, direction: str) -> Any:
-        if not self.config.logger.get("enabled"):
+    def _parent_run(self, study: optuna.Study, plan: SweepPlan) -> Any:
+        if not plan.is_ftlab_app or not self.config.logger.get("enabled"):
             return None
+        import json
+
         from ftlab.sweep.parent_run import ParentRun
 
         settings = {
             "study_name": study.study_name,
-            "storage": url,
-            "direction": direction,
+            "storage": redact_text(plan.storage_url),
+            "direction": ",".join(plan.directions),
             "n_trials": self.n_trials,
-            "optimized_metric": str(self.config.optimized_metric),
+            "optimized_metric": ",".join(plan.objectives),
             "sampler": json.dumps(self.sampler_settings, sort_keys=True),
             "pruner": json.dumps(self.pruner_settings, sort_keys=True),
-            **{f"space.{k}": v for k, v in space.describe().items()},
+            **{f"space.{k}": v for k, v in plan.space.describe().items()},
         }
         return ParentRun.open(self.config, study.study_name, settings)
 
-    def _finish(self, study, fixed, sweep_dir: Path, parent: Any, status: str) -> None:
-        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    def _finish(self, study, plan, sweep_dir: Path, parent: Any, status: str, ran: bool) -> None:
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
         files = [report.trials_table(study, sweep_dir / "trials.csv")]
         if complete:
-            report.print_top_trials(study)
-            best = study.best_trial
-            best_overrides = [as_override(k, v) for k, v in best.params.items()]
-            best_yaml = sweep_dir / "best_config.yaml"
-            best_yaml.write_text(
-                OmegaConf.to_yaml(
-                    {"value": best.value, "trial": best.number, "overrides": best_overrides}
-                )
-            )
-            files.append(best_yaml)
-            print(f"Best: trial {best.number}, value {best.value:.5g}; saved {best_yaml}")
-            retrain = [
-                o
-                for o in fixed
-                if not o.startswith(("hparams_search=", "hydra.sweeper.", "hydra/sweeper="))
-            ]
-            print(f"Retrain it: {report.retrain_command(retrain, best_overrides)}")
+            files += report.summarize_best(study, plan, sweep_dir, self._retrain_overrides(plan))
+        elif status == "FINISHED" and ran:
+            status = "FAILED"
         if parent is not None:
+            import tempfile
+
             with tempfile.TemporaryDirectory() as scratch:
                 files += report.write_plots(study, Path(scratch) / "plots")
                 parent.finish(files, status)
+            print(f"Sweep parent run {parent.run_id}: {parent.link}", flush=True)
+        if status == "FAILED" and ran and not complete:
+            errors = [t.user_attrs.get("error") for t in trials if t.user_attrs.get("error")]
+            raise FtlabError(
+                f"every trial of study '{study.study_name}' failed; last error: "
+                f"{errors[-1] if errors else 'none recorded'}"
+            )
+
+    def _retrain_overrides(self, plan: SweepPlan) -> list[str] | None:
+        if not plan.is_ftlab_app:
+            return None
+        return [o for o in plan.fixed if not o.startswith(("hparams_search=", "hydra.", "hydra/"))]
+
+
+def counted_trials(trials: list[Any]) -> int:
+    """Trials that count toward `n_trials`: not waiting, not interrupted by Ctrl-C, and not a
+    dead worker's trial that a retry replaced."""
+    from optuna.storages import RetryFailedTrialCallback
+
+    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    return sum(
+        t.state != TrialState.WAITING
+        and not t.user_attrs.get(INTERRUPTED)
+        and t.number not in retried
+        for t in trials
+    )
+
+
+def _outcome(future: Any, objectives: int) -> Outcome:
+    try:
+        return judge(future.result(), objectives)
+    except Exception as err:  # noqa: BLE001 - a worker process that died takes its trial with it
+        return Outcome("FAIL", error=f"{type(err).__name__}: {err}"[:500])
+
+
+class TrialHeartbeats:
+    """Keeps the heartbeats of running trials fresh from a thread: a worker that dies stops
+    beating, and the next worker to ask fails its trials (and retries them)."""
+
+    def __init__(self, storage: Any, trial_ids: list[int]) -> None:
+        self.storage, self.trial_ids = storage, set(trial_ids)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, trial_id: int) -> None:
+        self.trial_ids.add(trial_id)
+        if self._beating():
+            self.storage.record_heartbeat(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        self.trial_ids.discard(trial_id)
+
+    def _beating(self) -> bool:
+        return (
+            isinstance(self.storage, optuna.storages.RDBStorage)
+            and self.storage.get_heartbeat_interval() is not None
+        )
+
+    def __enter__(self) -> TrialHeartbeats:
+        if self._beating():
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while True:
+            for trial_id in list(self.trial_ids):
+                self.storage.record_heartbeat(trial_id)
+            if self._stop.wait(self.storage.get_heartbeat_interval()):
+                return
+
+
+class _HideTrialLink(logging.Filter):
+    """Hydra's launchers log every job's overrides; the trial link is ftlab's plumbing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if TRIAL_KEY in str(record.msg):
+            record.msg = " ".join(
+                part for part in str(record.getMessage()).split(" ") if TRIAL_KEY not in part
+            )
+            record.args = ()
+        return True
+
+
+def _quiet_optuna() -> None:
+    """ftlab owns the ask/tell loop: Optuna's notes about it are noise (and errors under -W error)."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=HEARTBEAT_WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins"):
+        logging.getLogger(name).addFilter(_HideTrialLink())

@@ -9,8 +9,12 @@ import lightning.pytorch as L
 
 from ftlab.sweep import TRIAL_KEY
 
-__all__ = ["PRUNED_AT", "TRIAL_KEY", "TrialPruning"]
+__all__ = ["PRUNED_AT", "STORAGE_VARIABLE", "TRIAL_KEY", "TrialPruning"]
 PRUNED_AT = "pruned_at_epoch"  # trial user attr: the epoch a pruned trial stopped at
+# The sweeper hands the storage URL to its jobs through the environment, never as a config value:
+# a URL with a password would otherwise be logged with every trial's config.
+STORAGE_VARIABLE = "FTLAB_OPTUNA_STORAGE"
+MLFLOW_RUN_ATTR = "mlflow_run_id"  # trial user attr: the job's MLflow run
 
 
 class TrialPruning(L.Callback):
@@ -24,16 +28,35 @@ class TrialPruning(L.Callback):
         self.pruned_at_epoch: int | None = None
         self._trial: Any = None
 
+    @classmethod
+    def from_link(cls, link: Any, monitor: Any) -> TrialPruning:
+        """From the `optuna_trial` block the sweeper put into the job's config (the storage URL
+        comes from the environment the sweeper set)."""
+        import os
+
+        storage = link.get("storage") or os.environ.get(STORAGE_VARIABLE)
+        if not storage:
+            from ftlab.errors import FtlabError
+
+            raise FtlabError(
+                f"{TRIAL_KEY}: this job belongs to a sweep, but {STORAGE_VARIABLE} (the study's "
+                "storage) is not set; run it through the sweeper"
+            )
+        return cls(str(link.study), str(storage), int(link.trial_id), str(monitor))
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_trial": None}
 
     def _load_trial(self) -> Any:
         if self._trial is None:
+            import warnings
+
             import optuna
 
             from ftlab.sweep.algorithms import PRUNER_ATTR, build_pruner
             from ftlab.sweep.storage import make_storage
 
+            warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed.*")
             study = optuna.load_study(study_name=self.study, storage=make_storage(self.storage))
             # A loaded study has Optuna's default pruner: use the one the sweep was configured with.
             study.pruner = build_pruner(study.user_attrs.get(PRUNER_ATTR, {}))
@@ -62,3 +85,18 @@ class TrialPruning(L.Callback):
         if self.pruned_at_epoch is not None:
             return self.pruned_at_epoch
         return self._load_trial().user_attrs.get(PRUNED_AT)
+
+
+def record_trial_run(link: Any, run_id: str) -> None:
+    """Put the job's MLflow run id on its trial (user attr `mlflow_run_id`), so a point in
+    optuna-dashboard leads to the run in the MLflow UI."""
+    import os
+    import warnings
+
+    from ftlab.sweep.storage import make_storage
+
+    storage_url = link.get("storage") or os.environ.get(STORAGE_VARIABLE)
+    if not storage_url:
+        return
+    warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed.*")
+    make_storage(str(storage_url)).set_trial_user_attr(int(link.trial_id), MLFLOW_RUN_ATTR, run_id)
