@@ -31,6 +31,8 @@ TINY_DIGITS_RUN = ["experiment=digits_scratch", *TINY_DIGITS]
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # MLflow servers in tests: no background job workers (GenAI features, five busy processes).
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     return env
 
 
@@ -67,6 +69,53 @@ def all_runs(tracking_uri: str) -> list:
     if not experiments:
         return []
     return client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL)
+
+
+def store_run(
+    workdir: Path,
+    config: dict | None,
+    status: str = "FINISHED",
+    overrides: list[str] | None = None,
+    **tags: str,
+) -> str:
+    """A run as another tool, another ftlab or an attacker would have left it in the local store:
+    a logged `.hydra/config.yaml` (and overrides) and nothing else."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(local_store(workdir))
+    (workdir / "mlruns").mkdir(exist_ok=True)
+    experiment = client.get_experiment_by_name("elsewhere")
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment("elsewhere")
+    )
+    run = client.create_run(experiment_id, tags=tags)
+    if config is not None:
+        client.log_text(run.info.run_id, yaml.safe_dump(config), ".hydra/config.yaml")
+        logged = TINY_DIGITS_RUN if overrides is None else overrides
+        client.log_text(run.info.run_id, yaml.safe_dump(list(logged)), ".hydra/overrides.yaml")
+    client.set_terminated(run.info.run_id, status=status)
+    return run.info.run_id
+
+
+def refused(workdir: Path, *args: str) -> str:
+    """Run `ftlab ARGS` expecting a refusal: exit 2, no new run, no training; its one line."""
+    before = len(all_runs(local_store(workdir)))
+    result = run_ftlab(*args, cwd=workdir)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(all_runs(local_store(workdir))) == before, "a run was created"
+    assert not (workdir / "outputs").exists(), "training started"
+    return result.stderr.strip().splitlines()[-1]
+
+
+def tiny_config() -> dict:
+    """The config `ftlab train TINY_DIGITS_RUN` composes, as logged (interpolations kept)."""
+    from omegaconf import OmegaConf
+
+    from ftlab.config.setup import compose_train
+
+    return OmegaConf.to_container(compose_train(TINY_DIGITS_RUN), resolve=False)
 
 
 @pytest.fixture
@@ -164,33 +213,34 @@ def stop_process_group(process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` on 127.0.0.1: SQLite backend, proxied artifacts; stopped by PID."""
-    root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
+def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend in `root`, proxied artifacts), once it
+    answers; the same `root` and port start it again over the same store."""
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        command,
-        cwd=root,
-        env=cli_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    with (root / "server.log").open("a") as log:
+        process = subprocess.Popen(
+            command, cwd=root, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    wait_until_healthy(f"http://127.0.0.1:{port}", process)
+    return process
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` for the session; stopped by PID."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    process = start_mlflow_server(root, port)
     try:
-        wait_until_healthy(url, process)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +253,92 @@ def logged_digits_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, 
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = all_runs(local_store(workdir))
     return run.data.tags["ftlab.model_uri"], local_store(workdir)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+def postgres_bin() -> Path:
+    """The folder of the Debian `postgresql` package's server binaries (not on PATH for everyone)."""
+    import shutil
+
+    found = shutil.which("pg_config")
+    if found:
+        candidate = Path(
+            subprocess.run([found, "--bindir"], capture_output=True, text=True).stdout.strip()
+        )
+        if (candidate / "initdb").is_file():
+            return candidate
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").is_file():
+            return candidate
+    raise AssertionError(
+        "PostgreSQL's server is not installed: `make setup` installs the Debian postgresql package"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL server: initdb + pg_ctl on 127.0.0.1, a free port, a temp dir, run as the
+    `postgres` user when the tests run as root (initdb refuses root); stopped by PID. Yields a
+    function making a fresh, empty database and returning its URL."""
+    import getpass
+    import shutil
+    import time
+
+    bindir = postgres_bin()
+    root = Path(tempfile_dir("ftlab-pg-"))
+    data = root / "data"
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    user = "postgres" if os.geteuid() == 0 else getpass.getuser()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    password = "pg-test-s3cret"
+    (root / "pw").write_text(password)
+    if os.geteuid() == 0:
+        shutil.chown(root / "pw", "postgres")
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=scram-sha-256",
+         f"--pwfile={root / 'pw'}", "-E", "UTF8"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=200"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
+         "-w", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    counter = iter(range(1000))
+
+    def new_database(name: str | None = None) -> str:
+        from sqlalchemy import create_engine, text
+
+        name = name or f"db{next(counter)}"
+        admin = create_engine(
+            f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres",
+            isolation_level="AUTOCOMMIT",
+        )
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return f"postgresql://{user}:{password}@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        import signal
+
+        os.kill(pid, signal.SIGTERM)  # smart shutdown: waits for clients to leave
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def tempfile_dir(prefix: str) -> str:
+    """A temp dir any user can enter (pytest's tmp_path is private to root)."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(folder, 0o755)
+    return folder

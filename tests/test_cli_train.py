@@ -83,3 +83,29 @@ def test_digits_pretrain_then_finetune_from_its_checkpoint(workdir: Path) -> Non
     # The fine-tuned model saw only digits 5-9, relabelled as five classes.
     assert runs["digits_finetune"].data.params["data.classes"] == "[5, 6, 7, 8, 9]"
     assert "test/acc" in runs["digits_finetune"].data.metrics
+
+
+def test_runs_started_at_the_same_instant_never_share_a_folder(workdir: Path) -> None:
+    """Both runs ask for the same base folder at once (as two runs in one second do with the
+    default outputs/DATE/TIME); each gets its own, with its own config and checkpoints."""
+    import subprocess
+
+    import yaml
+
+    from conftest import FTLAB, TINY_DIGITS_RUN, cli_env
+
+    same = "hydra.run.dir='${ftlab.unique_dir:outputs/same-second}'"
+    runs = [
+        subprocess.Popen(
+            [FTLAB, "train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", "logger=none", f"seed={seed}", same],
+            cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for seed in (1, 2)
+    ]  # fmt: skip
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert all(run.returncode == 0 for run in runs), errors
+    folders = sorted(workdir.glob("outputs/same-second-*"))
+    assert len(folders) == 2
+    seeds = {yaml.safe_load((f / ".hydra" / "config.yaml").read_text())["seed"] for f in folders}
+    assert seeds == {1, 2}
+    assert all((f / "checkpoints" / "best.ckpt").is_file() for f in folders)

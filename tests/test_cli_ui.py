@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from conftest import (
     FTLAB,
@@ -36,6 +39,8 @@ def test_ui_serves_the_local_store(workdir: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)
+        link = process.stdout.readline() + process.stdout.readline()  # printed once it answers
+        assert f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning" in link
         request = urllib.request.Request(
             f"{url}/api/2.0/mlflow/runs/search",
             data=json.dumps({"experiment_ids": ["1"]}).encode(),
@@ -44,7 +49,9 @@ def test_ui_serves_the_local_store(workdir: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             runs = json.load(response)["runs"]
         assert len(runs) == 1 and runs[0]["info"]["status"] == "FINISHED"
+        process.send_signal(signal.SIGTERM)  # to `ftlab ui` alone: it stops its server too
+        assert process.wait(timeout=60) == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/health", timeout=5)
     finally:
         stop_process_group(process)
-        output = process.stdout.read()
-    assert f"http://127.0.0.1:{port}/#/experiments" in output

@@ -57,7 +57,8 @@ COVERAGE: dict[str, list[str]] = {
     ],
     "model/head/linear.yaml": TEXT,
     "model/head/mlp.yaml": [*TEXT, "model/head=mlp"],
-    "loss/mse.yaml": TEXT,
+    "loss/auto.yaml": TEXT,
+    "loss/mse.yaml": [*TEXT, "loss=mse"],
     "loss/huber.yaml": [*TEXT, "loss=huber"],
     "loss/cross_entropy.yaml": DIGITS,
     "loss/bce_with_logits.yaml": [*TEXT, "data.task=polarity", "loss=bce_with_logits"],
@@ -127,6 +128,10 @@ def test_config_composes_and_builds(
 ) -> None:
     overrides = [o.format(**assets) for o in COVERAGE[config_file]]
     cfg = compose_train(overrides, tmp_path)
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(FtlabError, match="trainer.accelerator=gpu but no CUDA GPU"):
+            check_config(cfg)  # before anything is built
+        return
     check_config(cfg)
     datamodule = builders.build_datamodule(cfg)
     model = builders.build_model(cfg, datamodule)
@@ -144,12 +149,8 @@ def test_config_composes_and_builds(
     assert outputs.shape[0] == len(targets)
     assert torch.isfinite(model.loss(outputs, targets))
 
-    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        with pytest.raises(FtlabError, match="trainer.accelerator=gpu"):
-            builders.build_trainer(cfg, [])
-    else:
-        trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=True))
-        assert trainer.max_epochs == cfg.trainer.max_epochs
+    trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=True))
+    assert trainer.max_epochs == cfg.trainer.max_epochs
 
 
 @pytest.mark.parametrize("preset", ["lr_optimizer", "lr_optimizer_batch_wd"])
@@ -207,3 +208,77 @@ def test_finetune_preset_builds_with_every_backbone_family(
     if preset == "layer_decay":
         lrs = [g["lr"] for g in groups if g["name"].startswith("backbone.")]
         assert min(lrs) < max(lrs) < cfg.optimizer.lr
+
+
+def _constructor_defaults(target: str) -> dict[str, object]:
+    """Named defaults of a target's constructor, its base classes' included (data modules pass
+    **kwargs on to the shared base)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    obj = get_object(target)
+    defaults: dict[str, object] = {}
+    for cls in reversed(getattr(obj, "__mro__", [obj])):
+        init = cls.__init__ if isinstance(cls, type) else cls
+        if init is object.__init__:
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        defaults.update({p.name: p.default for p in parameters if p.default is not p.empty})
+    return defaults
+
+
+def _plain(value: object) -> object:
+    value = getattr(value, "value", value)  # enums
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def test_every_default_lives_in_one_place() -> None:
+    """The schema dataclass owns each default: its target's constructor may repeat it (for use
+    from Python) but never differ, and a YAML typed by the schema sets only what it changes."""
+    import dataclasses
+
+    import yaml
+
+    from ftlab.config.schemas import SCHEMAS
+
+    problems = []
+    for options in SCHEMAS.values():
+        for schema in options.values():
+            fields = {f.name: f for f in dataclasses.fields(schema)}
+            target = fields["_target_"].default
+            # ftlab's own constructors; torch's and Lightning's defaults are theirs to keep.
+            constructor = _constructor_defaults(target) if target.startswith("ftlab.") else {}
+            for name, field in fields.items():
+                default = field.default
+                if (
+                    name.startswith("_")
+                    or default is dataclasses.MISSING
+                    or str(default).startswith("${")
+                ):
+                    continue
+                if name in constructor and _plain(constructor[name]) != _plain(field.default):
+                    problems.append(
+                        f"{schema.__name__}.{name}: schema {field.default!r}, constructor {constructor[name]!r}"
+                    )
+    for path in CONF_DIR.rglob("*.yaml"):
+        content = yaml.safe_load(path.read_text()) or {}
+        for entry in content.get("defaults", []):
+            if not (isinstance(entry, str) and entry.startswith("/schema/")):
+                continue
+            group, option = entry.removeprefix("/schema/").split("@")[0].split("/")
+            schema = {f.name: f for f in dataclasses.fields(SCHEMAS[group][option])}
+            for key, value in content.items():
+                field = schema.get(key)
+                if (
+                    field is not None
+                    and field.default is not dataclasses.MISSING
+                    and _plain(field.default) == _plain(value)
+                ):
+                    problems.append(
+                        f"{path.relative_to(CONF_DIR)}: {key}: {value!r} restates the schema default"
+                    )
+    assert not problems, "\n".join(problems)

@@ -237,7 +237,9 @@ def test_lora_trains_only_adapters_and_head_and_merges_exactly() -> None:
 
     module.eval()
     merged, config = module.exported_backbone()
-    assert "lora" in module.backbone_config and "lora" not in config
+    assert (
+        "lora" in module.strategy.recorded_config(module.backbone_config) and "lora" not in config
+    )
     assert not any("lora_" in k for k in merged.state_dict())
     with torch.no_grad():
         assert torch.allclose(merged(inputs), module.backbone(inputs), atol=1e-5)
@@ -300,7 +302,7 @@ def test_lora_run_logs_a_merged_model_that_predicts_and_its_trainable_params(
     trainable = int(run.data.tags["ftlab.trainable_params"])
     assert 0 < trainable < 20_000  # adapters + head, not the 0.5M-parameter tiny BERT
     client = MlflowClient(local_store(workdir))
-    lr_keys = [k for k in run.data.metrics if k.startswith("lr-")]
+    lr_keys = [k for k in run.data.metrics if k.startswith("lr/")]
     assert {k.rsplit("/", 1)[-1] for k in lr_keys} >= {"head", "backbone"}
     assert client.get_metric_history(run.info.run_id, lr_keys[0])
 

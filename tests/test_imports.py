@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 HEAVY = [
     "transformers", "timm", "peft", "matplotlib", "plotly", "optuna", "optuna_integration", "sklearn",
@@ -80,3 +81,50 @@ def test_digits_read_without_scikit_learn_equal_its_loader() -> None:
     # Byte-equal, so the data fingerprint of every earlier digits run stays the same.
     assert images.tobytes() == digits.images.tobytes() and images.shape == digits.images.shape
     assert targets.tobytes() == digits.target.tobytes()
+
+
+# Packages and modules of ftlab, from the command line down to the shared names: each may import
+# its own layer (without circles) and the layers below, never one above.
+LAYERS = [
+    {"__main__", "cli"},
+    {"train"},
+    {"reproduce", "sweep"},
+    {"tracking"},
+    {"builders"},
+    {"finetune", "callbacks"},
+    {"models", "data"},
+    {"config"},
+    {"console", "stopping", "filelock", "redact"},
+    {"names", "errors", "ftlab"},
+]
+
+
+def _package_imports() -> dict[str, set[str]]:
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "src" / "ftlab"
+    edges: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        package = parts[0] if parts[0] != "__init__" else "ftlab"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ftlab"):
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("ftlab")]
+            for name in names:
+                target = name.split(".")[1] if "." in name else "ftlab"
+                if target != package:
+                    edges.setdefault(package, set()).add(target)
+    return edges
+
+
+def test_imports_go_one_way_down_the_layers() -> None:
+    layer = {name: index for index, names in enumerate(LAYERS) for name in names}
+    edges = _package_imports()
+    assert set(edges) <= set(layer), f"place {set(edges) - set(layer)} in LAYERS"
+    upward = [f"{a} -> {b}" for a, bs in edges.items() for b in bs if layer[b] < layer[a]]
+    assert not upward, f"imports against the layers: {upward}"
+    circles = [f"{a} <-> {b}" for a, bs in edges.items() for b in bs if a in edges.get(b, ())]
+    assert not circles, f"packages importing each other: {circles}"

@@ -6,13 +6,12 @@ data) and raises FtlabError naming the key, before any run is created.
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ftlab.config.checks import RELAUNCH_MESSAGE, relaunches_script
 from ftlab.data.base import SplitDataModule
 from ftlab.errors import FtlabError
 from ftlab.models.module import FineTuneModule
@@ -44,7 +43,7 @@ def build_model(cfg: DictConfig, datamodule: SplitDataModule) -> FineTuneModule:
     )
     head = instantiate(head_config)
     scheduler_cfg = cfg.get("scheduler")
-    backbone_config = getattr(backbone, "source_config", None) or OmegaConf.to_container(
+    backbone_config = backbone.source_config or OmegaConf.to_container(
         cfg.model.backbone, resolve=True
     )
     return FineTuneModule(
@@ -78,31 +77,18 @@ def build_trainer(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer=cpu"
         )
     if multirun and relaunches_script(cfg.trainer.strategy):
-        raise FtlabError(RELAUNCH_MESSAGE)
+        raise FtlabError(RELAUNCH_MESSAGE)  # checked before, as config; the builder holds too
     from ftlab.callbacks.checkpoints import AtomicCheckpointIO
+    from ftlab.callbacks.progress import EpochProgressBar, EpochSummary
 
+    callbacks = [*callbacks, EpochSummary()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(EpochProgressBar())
+    lightning_keys = [k for k in cfg.trainer if k != "compile"]  # compile is applied by train
     return instantiate(
-        cfg.trainer,
+        OmegaConf.masked_copy(cfg.trainer, lightning_keys),
         callbacks=callbacks,
         logger=False,
         default_root_dir=cfg.paths.output_dir,
         plugins=[AtomicCheckpointIO()],
     )
-
-
-RELAUNCH_MESSAGE = (
-    "trainer.strategy: 'ddp' relaunches the command line per rank, which under -m reruns the whole "
-    "sweep with other hyperparameters on each rank; use trainer.strategy=ddp_spawn in sweeps"
-)
-
-
-def relaunches_script(strategy: Any) -> bool:
-    """True for strategies whose extra ranks re-execute the command line (Lightning's `ddp`)."""
-    if isinstance(strategy, str):
-        return strategy.startswith("ddp") and "spawn" not in strategy and "fork" not in strategy
-    if isinstance(strategy, DictConfig):
-        return (
-            str(strategy.get("_target_", "")).endswith("DDPStrategy")
-            and strategy.get("start_method", "popen") == "popen"
-        )
-    return False

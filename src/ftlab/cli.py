@@ -13,10 +13,13 @@ import sys
 SUBCOMMANDS = {
     "train": "fine-tune a model (Hydra overrides; -m for a sweep; --help lists config groups)",
     "ui": "serve the MLflow UI for this project's tracking store on 127.0.0.1",
-    "runs": "list recent runs: status, key params, main metrics",
+    "runs": "list recent runs: status, trial state, key params, main metrics",
     "compare": "config and metric differences of two or more runs, side by side",
     "reproduce": "run a logged run's config again as a new run and compare the final metrics",
     "resume": "continue an interrupted run from its last checkpoint, in the same MLflow run",
+    "sync": "send what a run could not send while its tracking server was away",
+    "dashboard": "serve optuna-dashboard for a sweep's study storage on 127.0.0.1",
+    "server": "a team's MLflow server: PostgreSQL, proxied artifacts, logins",
 }
 
 
@@ -30,19 +33,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("train", help=SUBCOMMANDS["train"], add_help=False)
-    ui = commands.add_parser("ui", help=SUBCOMMANDS["ui"])
+    for name, add_arguments in _ARGUMENTS.items():
+        sub = commands.add_parser(name, help=SUBCOMMANDS[name])
+        add_arguments(sub)
+        if name not in ("server", "dashboard"):
+            sub.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
+    return parser
+
+
+def _ui_arguments(ui: argparse.ArgumentParser) -> None:
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
-    runs = commands.add_parser("runs", help=SUBCOMMANDS["runs"])
+
+
+def _runs_arguments(runs: argparse.ArgumentParser) -> None:
     runs.add_argument("--experiment", default=None, help="only this experiment")
     runs.add_argument("--sort", default=None, metavar="METRIC", help="e.g. test/mse (best first)")
     runs.add_argument("--limit", type=int, default=20)
-    runs.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
-    compare = commands.add_parser("compare", help=SUBCOMMANDS["compare"])
+
+
+def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids or run names")
-    compare.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
-    reproduce = commands.add_parser("reproduce", help=SUBCOMMANDS["reproduce"])
-    reproduce.add_argument("run", metavar="RUN", help="run id or run name")
+
+
+def _reproduce_arguments(reproduce: argparse.ArgumentParser) -> None:
     reproduce.add_argument(
         "--check",
         action="store_true",
@@ -54,23 +67,73 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="relative tolerance for --check (default: exact on CPU, 1e-3 when a GPU trained)",
     )
-    resume = commands.add_parser("resume", help=SUBCOMMANDS["resume"])
-    resume.add_argument("run", metavar="RUN", help="run id or run name")
-    for sub in (reproduce, resume):
-        sub.add_argument("--tracking-uri", default=None, help=_STORE_HELP)
-        sub.add_argument(
-            "--trust",
-            action="store_true",
-            help="run the config even if a _target_ is outside the trusted packages",
-        )
-        sub.add_argument(
-            "--allow",
-            action="append",
-            default=[],
-            metavar="MODULE",
-            help="also trust _target_s under this module (repeatable)",
-        )
-    return parser
+    _stored_config_arguments(reproduce)
+
+
+def _stored_config_arguments(sub: argparse.ArgumentParser) -> None:
+    """What `reproduce` and `resume` accept of a config from a store (see config/trust.py)."""
+    sub.add_argument("run", metavar="RUN", help="run id or run name")
+    sub.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the config as it is: no check of its targets, settings or interpolations",
+    )
+    sub.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also trust _target_s named and defined under this module, or this exact "
+        "callable (repeatable)",
+    )
+    sub.add_argument(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="VARIABLE",
+        help="let the config read this environment variable with ${oc.env:...} (repeatable)",
+    )
+
+
+def _sync_arguments(sync: argparse.ArgumentParser) -> None:
+    sync.add_argument("run_dir", metavar="RUN_DIR", help="the run's output folder")
+
+
+def _dashboard_arguments(dashboard: argparse.ArgumentParser) -> None:
+    dashboard.add_argument(
+        "--storage", default=None, help="the study storage; default: ./mlruns/optuna.db"
+    )
+    dashboard.add_argument("--port", type=int, default=8080)
+
+
+def _server_arguments(server: argparse.ArgumentParser) -> None:
+    server.add_argument(
+        "--backend-store-uri", default=None, metavar="URL",
+        help="the team database, postgresql://USER:PASSWORD@HOST/DB (default: $FTLAB_SERVER_DB)",
+    )  # fmt: skip
+    server.add_argument(
+        "--artifacts-destination", default="mlflow-server/artifacts",
+        help="where the server keeps artifacts (a folder, or s3://... and the like)",
+    )  # fmt: skip
+    server.add_argument("--host", default="127.0.0.1", help="0.0.0.0 or the team's address")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--no-auth", action="store_true", help="no logins (trusted networks)")
+    server.add_argument(
+        "--default-permission", default="READ", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
+        help="what a user may do with others' experiments unless granted more",
+    )  # fmt: skip
+
+
+_ARGUMENTS = {
+    "ui": _ui_arguments,
+    "runs": _runs_arguments,
+    "compare": _compare_arguments,
+    "reproduce": _reproduce_arguments,
+    "resume": _stored_config_arguments,
+    "sync": _sync_arguments,
+    "dashboard": _dashboard_arguments,
+    "server": _server_arguments,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,19 +164,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ftlab.reproduce.commands import reproduce_command
 
         return reproduce_command(
-            args.run, args.tracking_uri, args.check, args.rtol, args.trust, args.allow
-        )
+            args.run, args.tracking_uri, args.check, args.rtol, args.trust, args.allow,
+            args.allow_env,
+        )  # fmt: skip
     if args.command == "resume":
         from ftlab.reproduce.commands import resume_command
 
-        return resume_command(args.run, args.tracking_uri, args.trust, args.allow)
-    from ftlab.tracking import inspect
+        return resume_command(args.run, args.tracking_uri, args.trust, args.allow, args.allow_env)
+    if args.command == "server":
+        from ftlab.tracking.server import serve_team
+
+        return serve_team(
+            args.backend_store_uri, args.artifacts_destination, args.host, args.port,
+            not args.no_auth, args.default_permission,
+        )  # fmt: skip
+    if args.command == "dashboard":
+        from ftlab.sweep.dashboard import serve_dashboard
+
+        return serve_dashboard(args.storage, args.port)
+    if args.command == "sync":
+        from ftlab.tracking.sync import sync_command
+
+        return sync_command(args.run_dir, args.tracking_uri)
+    from ftlab.tracking import listing
 
     if args.command == "runs":
-        return inspect.runs_command(args.tracking_uri, args.experiment, args.sort, args.limit)
+        return listing.runs_command(args.tracking_uri, args.experiment, args.sort, args.limit)
     if len(args.runs) < 2:
         raise FtlabError("compare needs at least two runs")
-    return inspect.compare_command(args.tracking_uri, args.runs)
+    return listing.compare_command(args.tracking_uri, args.runs)
 
 
 if __name__ == "__main__":

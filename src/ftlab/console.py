@@ -1,12 +1,13 @@
-"""What people see in the terminal: the config tree, the results table, and less noise."""
+"""What people see in the terminal: a short header, the results table, and less noise."""
 
 from __future__ import annotations
 
 import logging
 import os
 import warnings
+from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 _NOISE = ("litlogger", "litmodels", "💡 Tip", "LeafSpec", "TPU available", "HPU available")
 
@@ -47,20 +48,40 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*on epoch level in distributed setting.*")
 
 
-def print_config(cfg: DictConfig) -> None:
-    from rich import print as rich_print
-    from rich.syntax import Syntax
-    from rich.tree import Tree
+def file_log() -> logging.Logger:
+    """`ftlab.train`: what goes to the run's train.log (Hydra's file handler) and not to the
+    terminal, which has the progress bar and the tables: the run's id, epoch summaries, results."""
+    log = logging.getLogger("ftlab.train")
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if files:
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        for handler in files:
+            if handler not in log.handlers:
+                log.addHandler(handler)
+    return log
 
-    tree = Tree("config", guide_style="dim")
-    for key, value in cfg.items():
-        text = (
-            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
-        )
-        tree.add(str(key)).add(
-            Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default")
-        )
-    rich_print(tree)
+
+def print_header(
+    cfg: DictConfig,
+    choices: dict[str, str],
+    overrides: list[str],
+    run_name: str | None,
+    output_dir: Path,
+) -> None:
+    """What runs, where, in a few lines; the whole config is `ftlab train --cfg job`."""
+    from ftlab.redact import redact_text
+
+    shown = ("experiment", "data", "model", "loss", "optimizer", "scheduler", "trainer", "finetune")
+    groups = " ".join(f"{g}={choices[g]}" for g in shown if choices.get(g))
+    lines = [
+        f"ftlab train: {cfg.get('experiment_name')}" + (f" / run {run_name}" if run_name else "")
+    ]
+    lines.append(f"  {groups}")
+    if overrides:
+        lines.append("  overrides: " + " ".join(redact_text(o) for o in overrides))
+    lines.append(f"  outputs: {output_dir}   (full config: ftlab train --cfg job ...)")
+    print("\n".join(lines), flush=True)
 
 
 def print_results(title: str, metrics: dict[str, float]) -> None:

@@ -6,193 +6,350 @@ can re-execute the very same command line for each extra rank.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
 from ftlab.config.setup import prepare_hydra
 from ftlab.errors import FtlabError
+from ftlab.names import (
+    CHECKPOINTS_DIR,
+    TAG_GLOBAL_BATCH,
+    TAG_NUM_NODES,
+    TAG_PRUNED_AT,
+    TAG_REPRODUCE_TOKEN,
+    TAG_REPRODUCES,
+    TAG_TRIAL_STATE,
+    TAG_WORLD_SIZE,
+    TRIAL_KEY,
+)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# MLflow's client retries a dead server for minutes by default; ftlab's reporter thread retries
+# metrics itself, so the calls left on the training side give up sooner.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks Lightning launches
 
 
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     """Fine-tune as configured. Returns the objective for sweeps (`value`: best monitored score,
     `pruned_at_epoch`) and the final `metrics`."""
-    # Every input is checked and every object built before a tracked run exists:
-    # bad input fails here with one line and leaves nothing behind in MLflow.
-    check_config(cfg)
-    tracking = bool(cfg.logger.get("enabled"))
-    if tracking:
-        from ftlab.tracking.run import check_reachable
-        from ftlab.tracking.store import resolve_tracking_uri
+    from ftlab.reproduce.handoff import reproduce_request, resume_request
 
-        tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
-        check_reachable(tracking_uri)
+    resume, reproduce = resume_request(), reproduce_request()
+    # Every input the config alone can tell about is checked first, in seconds: bad input fails
+    # with one line and leaves nothing behind.
+    _check_inputs(cfg, multirun, resume or reproduce)
+    tracking_uri = _tracking_store(cfg)
 
     # Heavy imports only once the cheap checks passed.
     import lightning.pytorch as L
-    from lightning.pytorch.utilities import rank_zero_only
 
-    from ftlab import builders
-    from ftlab.console import print_config, quiet_lightning
-    from ftlab.reproduce.handoff import reproduce_request, resume_request
+    from ftlab.console import file_log, quiet_lightning
 
     quiet_lightning()
-    resume, reproduce = resume_request(), reproduce_request()
-    is_rank_zero = rank_zero_only.rank == 0
-    in_sweep = bool(cfg.get("optuna_trial"))
-    if is_rank_zero and not in_sweep:  # a sweep prints one line per trial instead
-        print_config(cfg)
+    file_log()
+    run_name = _announce(cfg, tracking_uri)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = builders.build_datamodule(cfg)
-    model = builders.build_model(cfg, datamodule)
-    callbacks = builders.build_callbacks(cfg, with_logger=tracking)
-    pruning = _trial_pruning(cfg)
-    trainer = builders.build_trainer(cfg, callbacks + ([pruning] if pruning else []), multirun)
+    # Data before the model: a missing or unreadable file fails before a backbone loads.
+    datamodule = _setup_data(cfg)
+    # The model after the data: the head's width and the loss follow the data's task and classes.
+    model = _setup_model(cfg, datamodule)
+    # The trainer last: the schedule inside it is sized from the data's length.
+    trainer = _setup_trainer(cfg, multirun, tracking=tracking_uri is not None)
     checkpoint = resume.checkpoint if resume else None
-    if not tracking:
+    if tracking_uri is None:
         return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
-
-    from ftlab.tracking.logger import MlflowRunLogger
-    from ftlab.tracking.run import TrackedRun
-
-    flush_every = cfg.logger.get("flush_every", 200)
-    if not is_rank_zero:
-        # Only rank 0 owns and writes the run; the ranks Lightning launched get its id from the
-        # environment they inherited, so their (silent) logger matches rank 0's.
-        run_id = os.environ.get(DDP_RUN_ID_VARIABLE, "")
-        trainer.loggers = [MlflowRunLogger(tracking_uri, run_id, flush_every)]
-        return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
-
-    from ftlab.tracking.record import command_line, record_end, record_start, run_name, run_tags
-
-    choices = _choices()
-    name = run_name(cfg, choices.get("optimizer"))
-    tags = run_tags(cfg, choices)
-    differences = None
-    if reproduce:
-        from ftlab.reproduce.run_side import announce_differences
-
-        differences = announce_differences(reproduce, tracking_uri, cfg, datamodule)
-        tags.update(
-            {"ftlab.reproduces": reproduce.run_id, "ftlab.reproduce_token": reproduce.token}
-        )
-    with TrackedRun(
-        tracking_uri,
-        cfg.experiment_name,
-        name,
-        tags,
-        command_line(),
-        resume_run_id=resume.run_id if resume else None,
-    ) as run:
-        os.environ[DDP_RUN_ID_VARIABLE] = run.run_id
-        if resume:  # config, params and environment are those logged at the run's start
-            from ftlab.reproduce.run_side import record_resume
-
-            logged_steps = record_resume(run, checkpoint)
-        else:
-            record_start(run, cfg, datamodule)
-            logged_steps = {}
-        if differences is not None:
-            from ftlab.reproduce.run_side import record_differences
-
-            record_differences(run, differences)
-        trainer.loggers = [
-            MlflowRunLogger(tracking_uri, run.run_id, flush_every, logged_steps=logged_steps)
-        ]
-        if cfg.logger.get("system_metrics", True):
-            run.start_system_metrics(cfg.logger.get("system_metrics_interval", 10))
+    if trainer.global_rank != 0:
+        return _fit_and_test_silently(cfg, trainer, model, datamodule, checkpoint)
+    # The tracked run exists only from here: everything it records was already built.
+    with _tracked_run(cfg, tracking_uri, run_name, resume, reproduce, datamodule) as (run, logger):
+        trainer.loggers = [logger]
+        _record_topology(run, trainer, cfg)
         try:
             result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
         except SystemExit:
-            if not trainer.interrupted:
-                raise
-            run.mark_interrupted()
-            _offer_resume(run, trainer)
-            # Lightning exits with code None (success) after SIGTERM; a stopped run is not one.
-            raise SystemExit(1) from None
-        best = _best_checkpoint(trainer)
-        if pruning is not None:
-            pruned_at = pruning.pruned_epoch()
-            state = "PRUNED" if pruned_at is not None else "COMPLETE"
-            run.set_tags({"ftlab.trial_state": state, "ftlab.pruned_at_epoch": pruned_at})
-        facts = record_end(run, cfg, model, datamodule, best or None)
-        if not in_sweep:
-            _print_ui_hint(run, facts)
+            _offer_resume_if_stopped(run, trainer)
+            raise
+        _record_results(cfg, run, trainer, model, datamodule)
     return result
+
+
+# ------------------------------------------------------------------ 1. checks
+def _check_inputs(cfg: DictConfig, multirun: bool, stored: Any) -> None:
+    """Config-only checks: values, unknown keys, files, loss vs data, devices, DDP in sweeps;
+    for a config from a store (reproduce, resume), no secret of this machine in its values."""
+    from ftlab.config.overrides import repeated_keys
+    from ftlab.redact import redact_text
+
+    if HydraConfig.initialized() and not _relaunched_rank() and not cfg.get(TRIAL_KEY):
+        for line in repeated_keys(list(HydraConfig.get().overrides.task)):
+            print(f"warning: {redact_text(line)}", file=sys.stderr)
+    check_config(cfg)
+    if multirun:
+        from ftlab.config.checks import RELAUNCH_MESSAGE, relaunches_script
+
+        if relaunches_script(cfg.trainer.strategy):
+            raise FtlabError(RELAUNCH_MESSAGE)
+    if stored is not None and stored.store_checks:
+        from ftlab.config.trust import check_resolved_secrets
+
+        check_resolved_secrets(OmegaConf.to_container(cfg, resolve=True), stored.allowed_env)
+
+
+def _tracking_store(cfg: DictConfig) -> str | None:
+    """The tracking URI when the run is tracked, once its server answers (None: untracked)."""
+    if not cfg.logger.get("enabled"):
+        return None
+    from ftlab.tracking.run import check_reachable
+    from ftlab.tracking.store import check_store_location, resolve_tracking_uri
+
+    tracking_uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
+    check_store_location(tracking_uri)
+    check_reachable(tracking_uri)
+    return tracking_uri
+
+
+# ------------------------------------------------------------------ 2. the parts
+def _announce(cfg: DictConfig, tracking_uri: str | None) -> str | None:
+    """A few lines on what runs where (the full config: `ftlab train --cfg job`); also redacts
+    the config files Hydra wrote, before anything else reads them. Returns the run's name."""
+    from ftlab.console import print_header
+    from ftlab.redact import redact_yaml_files
+
+    output_dir = Path(cfg.paths.output_dir)
+    if _relaunched_rank():
+        return None
+    redact_yaml_files(output_dir / ".hydra")
+    name = None
+    if tracking_uri is not None:
+        from ftlab.tracking.record import run_name
+
+        name = run_name(cfg, _choices().get("optimizer"))
+    if not cfg.get(TRIAL_KEY):  # a sweep prints one line per trial instead
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        print_header(cfg, _choices(), overrides, name, output_dir)
+    return name
+
+
+def _setup_data(cfg: DictConfig) -> Any:
+    from ftlab import builders
+
+    return builders.build_datamodule(cfg)
+
+
+def _setup_model(cfg: DictConfig, datamodule: Any) -> Any:
+    from ftlab import builders
+
+    return builders.build_model(cfg, datamodule)
+
+
+def _setup_trainer(cfg: DictConfig, multirun: bool, tracking: bool) -> Any:
+    from ftlab import builders
+
+    callbacks = builders.build_callbacks(cfg, with_logger=tracking)
+    pruning = _trial_pruning(cfg)
+    return builders.build_trainer(cfg, callbacks + ([pruning] if pruning else []), multirun)
 
 
 def _trial_pruning(cfg: DictConfig) -> Any:
     """In a sweep job, the callback that reports to the Optuna trial and stops when pruned."""
-    trial = cfg.get("optuna_trial")
-    if not trial:
+    trial = cfg.get(TRIAL_KEY)
+    names = _objective_names(cfg)
+    if not trial or len(names) > 1:  # Optuna prunes single-objective studies only
         return None
     from ftlab.sweep.trial_link import TrialPruning
 
-    return TrialPruning(
-        str(trial.study), str(trial.storage), int(trial.trial_id), str(cfg.optimized_metric)
+    return TrialPruning.from_link(trial, names[0])
+
+
+# ------------------------------------------------------------------ 3. the tracked run
+@contextlib.contextmanager
+def _tracked_run(
+    cfg: DictConfig, tracking_uri: str, name: str | None, resume: Any, reproduce: Any, data: Any
+) -> Iterator[tuple[Any, Any]]:
+    """The MLflow run (a new one, or the one being resumed) with its start recorded, and the
+    Lightning logger that writes into it; leaving the block ends the run with its status."""
+    from ftlab.console import file_log
+    from ftlab.tracking.logger import MlflowRunLogger
+    from ftlab.tracking.record import command_line, run_tags
+    from ftlab.tracking.run import TrackedRun
+    from ftlab.tracking.spool import SPOOL_DIR
+
+    tags = run_tags(cfg, _choices())
+    if reproduce:
+        tags.update({TAG_REPRODUCES: reproduce.run_id, TAG_REPRODUCE_TOKEN: reproduce.token})
+    # A reproduction is compared with its original before the new run exists.
+    differences = _announce_differences(cfg, tracking_uri, reproduce, data)
+    with TrackedRun(
+        tracking_uri, str(cfg.experiment_name), name or "", tags, command_line(),
+        resume_run_id=resume.run_id if resume else None,
+        spool_dir=Path(cfg.paths.output_dir) / SPOOL_DIR,
+        send_timeout_s=float(cfg.logger.get("send_timeout_s", 120)),
+    ) as run:  # fmt: skip
+        os.environ[DDP_RUN_ID_VARIABLE] = str(run.run_id)
+        file_log().info("run %s (%s) in %s", run.run_id, run.run_name, cfg.experiment_name)
+        if cfg.get(TRIAL_KEY):
+            from ftlab.sweep.trial_link import record_trial_run
+
+            record_trial_run(cfg[TRIAL_KEY], str(run.run_id))
+        logged_steps = _record_start(cfg, run, resume, data)
+        if differences is not None:
+            from ftlab.reproduce.run_side import record_differences
+
+            record_differences(run, differences)
+        interval = cfg.logger.get("system_metrics_interval", 10)
+        reporter = run.start_reporting(interval if cfg.logger.get("system_metrics", True) else None)
+        yield run, MlflowRunLogger(run.spool, str(run.run_id), logged_steps, reporter.wake)
+
+
+def _record_topology(run: Any, trainer: Any, cfg: DictConfig) -> None:
+    """How many processes trained, on how many nodes, with how many examples per step: what
+    reproducing the run needs (`ftlab reproduce` refuses another world size)."""
+    global_batch = cfg.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    run.set_tags(
+        {
+            TAG_WORLD_SIZE: trainer.world_size,
+            TAG_NUM_NODES: trainer.num_nodes,
+            TAG_GLOBAL_BATCH: global_batch,
+        }
     )
 
 
-def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
-    """What a sweep job returns: the best monitored value and whether it was pruned."""
-    monitored = _monitored_checkpoint(trainer)
-    score = monitored.best_model_score if monitored is not None else None
-    objective = str(cfg.get("optimized_metric") or cfg.monitor.metric)
-    if objective == str(cfg.monitor.metric) and score is not None:
-        value = float(score)  # the best epoch's value, the one the best checkpoint holds
-    else:
-        value = metrics.get(objective)
-    pruned_at_epoch = None
-    if cfg.get("optuna_trial"):
-        from ftlab.sweep.trial_link import TrialPruning
+def _announce_differences(cfg: DictConfig, tracking_uri: str, reproduce: Any, data: Any) -> Any:
+    if not reproduce:
+        return None
+    from ftlab.reproduce.run_side import announce_differences
 
-        pruning = next(c for c in trainer.callbacks if isinstance(c, TrialPruning))
-        pruned_at_epoch = pruning.pruned_epoch()
-    return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
+    return announce_differences(reproduce, tracking_uri, cfg, data)
 
 
+def _record_start(cfg: DictConfig, run: Any, resume: Any, data: Any) -> dict[str, int]:
+    """Params, config, environment for a new run; for a resumed one, the steps it already holds
+    (config, params and environment are those logged at its start)."""
+    if resume:
+        from ftlab.reproduce.run_side import record_resume
+
+        run.send_pending()  # what the interrupted process could not send comes first
+        return record_resume(run, resume.checkpoint)
+    from ftlab.tracking.record import record_start
+
+    record_start(run, cfg, data)
+    return {}
+
+
+def _fit_and_test_silently(
+    cfg: DictConfig, trainer: Any, model: Any, datamodule: Any, checkpoint: str | None
+) -> dict[str, Any]:
+    """A DDP rank other than 0: it trains in step with rank 0, whose run records everything."""
+    from ftlab.tracking.logger import MlflowRunLogger
+
+    trainer.loggers = [MlflowRunLogger(None, os.environ.get(DDP_RUN_ID_VARIABLE, ""))]
+    return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
+
+
+def _record_results(cfg: DictConfig, run: Any, trainer: Any, model: Any, datamodule: Any) -> None:
+    from ftlab.tracking.record import record_end
+
+    if cfg.get(TRIAL_KEY):
+        pruning = _trial_pruning_callback(trainer)
+        pruned_at = pruning.pruned_epoch() if pruning is not None else None
+        state = "PRUNED" if pruned_at is not None else "COMPLETE"
+        run.set_tags({TAG_TRIAL_STATE: state, TAG_PRUNED_AT: pruned_at})
+        if pruned_at is not None:  # seen in the UI's runs table, whose status says Finished
+            run.set_tags({"mlflow.runName": f"{run.run_name} [pruned@{pruned_at + 1}]"})
+    facts = record_end(run, cfg, model, datamodule, _best_checkpoint(trainer))
+    if not cfg.get(TRIAL_KEY):
+        _print_ui_hint(run, facts)
+
+
+# ------------------------------------------------------------------ 4. fit and test
 def _fit_and_test(
     cfg: DictConfig, trainer: Any, model: Any, datamodule: Any, checkpoint: str | None = None
 ) -> dict[str, Any]:
-    """Fit (from `checkpoint` when resuming), then test the best checkpoint."""
+    """Fit (from `checkpoint` when resuming), then test the best checkpoint. Afterwards the model
+    holds the best checkpoint's weights: what is tested, hashed and logged is the same model."""
+    import torch
+
     from ftlab.console import print_results
 
+    # Lightning runs a compiled module's forward and keeps the weights in `model` itself.
+    runnable = torch.compile(model) if cfg.trainer.get("compile") else model
     # weights_only: a checkpoint is loaded without running any pickled code.
-    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     best = _best_checkpoint(trainer)
-    has_best = best is not None
-    if cfg.get("test", True):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    if cfg.get("test", True):  # testing from `best` loads its weights into the model
+        trainer.test(
+            runnable, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
+        )
+    elif best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(state)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "val/"))
     }
     for logger in trainer.loggers:
         logger.finalize("success")
-    if trainer.is_global_zero and not cfg.get("optuna_trial"):
+    if trainer.is_global_zero:
+        from ftlab.console import file_log
+
+        file_log().info(
+            "final metrics: %s", " ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
+        )
+    if trainer.is_global_zero and not cfg.get(TRIAL_KEY):
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
-        print_results("test metrics (best checkpoint)" if has_best else "final metrics", shown)
+        print_results("test metrics (best checkpoint)" if best else "final metrics", shown)
     return _objective(cfg, trainer, metrics)
 
 
-def _offer_resume(run: Any, trainer: Any) -> None:
+def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+    """What a sweep job returns: the value of each optimized metric (the monitored one at its best
+    epoch, the one the best checkpoint holds; others at the end) and whether it was pruned."""
+    monitored = _monitored_checkpoint(trainer)
+    score = monitored.best_model_score if monitored is not None else None
+    final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    names = _objective_names(cfg)
+    values = []
+    for name in names:
+        if name == str(cfg.monitor.metric) and score is not None:
+            values.append(float(score))
+        else:
+            values.append(final.get(name))
+    pruning = _trial_pruning_callback(trainer)
+    pruned_at_epoch = pruning.pruned_epoch() if pruning is not None else None
+    value = values if len(names) > 1 else values[0]
+    return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
+
+
+def _objective_names(cfg: DictConfig) -> list[str]:
+    """`optimized_metric`: one name, or a list of them for a multi-objective sweep."""
+    metric = cfg.get("optimized_metric") or cfg.monitor.metric
+    return [str(m) for m in metric] if OmegaConf.is_list(metric) else [str(metric)]
+
+
+def _offer_resume_if_stopped(run: Any, trainer: Any) -> None:
     """After a stop signal: keep the last checkpoint with the run and say how to continue."""
     from ftlab.callbacks.checkpoints import LastCheckpoint
+    from ftlab.stopping import STOP
 
+    if not STOP.requested:
+        return
     last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
     if last is None or not last.path.is_file():
         return
     try:  # beside the local file, so the run can be resumed where that folder does not exist
-        run.log_artifact(last.path, "checkpoints")
+        run.log_artifact(last.path, CHECKPOINTS_DIR)
     except Exception as err:  # noqa: BLE001 - the local file is still there to resume from
         print(f"warning: could not upload {last.path}: {err}", file=sys.stderr)
     print(
@@ -200,11 +357,18 @@ def _offer_resume(run: Any, trainer: Any) -> None:
     )
 
 
+# ------------------------------------------------------------------ small facts
 def _monitored_checkpoint(trainer: Any) -> Any:
     """The callback that keeps the best checkpoint by the monitored metric (None when dropped)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def _trial_pruning_callback(trainer: Any) -> Any:
+    from ftlab.sweep.trial_link import TrialPruning
+
+    return next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
 
 
 def _best_checkpoint(trainer: Any) -> str | None:
@@ -219,17 +383,29 @@ def _choices() -> dict[str, str]:
     return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
 
 
+def _relaunched_rank() -> bool:
+    """A rank Lightning's DDP launcher started by re-running this command line."""
+    return (
+        int(os.environ.get("LOCAL_RANK", "0") or 0) > 0
+        or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+    )
+
+
 def _print_ui_hint(run: Any, facts: dict[str, str]) -> None:
-    lines = [f"\nRun {run.run_name} ({run.run_id}) is in {run.tracking_uri}"]
+    from ftlab.redact import redact_text
+
+    lines = [f"\nRun {run.run_name} ({run.run_id}) is in {redact_text(run.tracking_uri)}"]
     if "model_uri" in facts:
         lines.append(f"Model: mlflow.pyfunc.load_model({facts['model_uri']!r}).predict(...)")
     if "registered" in facts:
         lines.append(f"Registered: {facts['registered']}")
-    link = f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs?workflowType=machine_learning"
-    lines.append(f"Open it: ftlab ui, then {link}")
+    from ftlab.tracking.ui import ui_runs_link
+
+    lines.append(f"Open it: ftlab ui, then {ui_runs_link(run.experiment_id)}")
     print("\n".join(lines))
 
 
+# ------------------------------------------------------------------ the command
 def _user_error(err: BaseException | None) -> FtlabError | None:
     """The FtlabError behind `err`, also when Hydra's instantiate wrapped it."""
     seen = set()
@@ -253,6 +429,25 @@ def _nondeterministic_op(err: BaseException) -> FtlabError | None:
     )
 
 
+def _discard_unused_output_dir(cfg: DictConfig) -> None:
+    """A run that failed its checks leaves no folder: remove the one Hydra made for it when it
+    holds nothing but Hydra's own files."""
+    import shutil
+
+    try:
+        output_dir = Path(cfg.paths.output_dir)
+    except Exception:  # noqa: BLE001 - outside a Hydra run there is no such folder
+        return
+    if not output_dir.is_dir() or any(
+        p.name not in (".hydra", "train.log") for p in output_dir.iterdir()
+    ):
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for parent in (output_dir.parent, output_dir.parent.parent):
+        if parent.name and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -269,11 +464,17 @@ def main(cfg: DictConfig) -> Any:
         user_error = _user_error(err) or _nondeterministic_op(err)
         if user_error is None or multirun:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        from ftlab.redact import redact_text
+
+        _discard_unused_output_dir(cfg)
+        print(f"error: {redact_text(str(user_error))}", file=sys.stderr)
         sys.exit(2)
     # Sweepers read the objective from the job's return value.
     return result if multirun else result["value"]
 
 
 if __name__ == "__main__":
+    from ftlab.config.resolvers import add_default_output_dirs
+
+    add_default_output_dirs(sys.argv)
     main()

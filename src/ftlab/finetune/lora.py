@@ -16,6 +16,7 @@ from torch import nn
 
 from ftlab.errors import FtlabError
 from ftlab.finetune.strategies import Strategy
+from ftlab.models.backbones.base import SupportsLora
 
 if TYPE_CHECKING:
     from ftlab.models.module import FineTuneModule
@@ -33,7 +34,7 @@ class Lora(Strategy):
         name: str = "lora",
         rank: int = 8,
         alpha: float = 16.0,
-        dropout: float = 0.0,
+        dropout: float = 0.1,
         target_modules: list[str] | None = None,
         export: str = "merged",
         layer_decay: float = 1.0,
@@ -52,15 +53,18 @@ class Lora(Strategy):
 
     def setup(self, model: FineTuneModule) -> None:
         backbone = model.backbone
-        if not callable(getattr(backbone, "add_lora", None)):
+        if not isinstance(backbone, SupportsLora):
             raise FtlabError(
                 f"finetune=lora needs a Hugging Face transformer backbone (model=minilm, hf or "
                 f"tiny_bert), not {type(backbone).__name__}: use finetune=full or linear_probe"
             )
         if not backbone.has_lora:  # a backbone rebuilt from a LoRA checkpoint has them already
             backbone.add_lora(**self.lora)
-        model.backbone_config = {**model.backbone_config, "lora": self.lora}
         super().setup(model)
+
+    def recorded_config(self, backbone_config: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints record the adapters, so a LoRA run's checkpoint rebuilds with them."""
+        return {**backbone_config, "lora": self.lora}
 
     def trains(self, name: str, param: nn.Parameter) -> bool:
         return "lora_" in name
@@ -70,8 +74,7 @@ class Lora(Strategy):
 
     def export_backbone(self, model: FineTuneModule) -> tuple[nn.Module, dict[str, Any]]:
         if self.export == "adapters":
-            return model.backbone, model.backbone_config
+            return model.backbone, self.recorded_config(model.backbone_config)
         merged = copy.deepcopy(model.backbone)
         merged.merge_lora()
-        config = {k: v for k, v in model.backbone_config.items() if k != "lora"}
-        return merged, config
+        return merged, {k: v for k, v in model.backbone_config.items() if k != "lora"}

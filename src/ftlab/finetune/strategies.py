@@ -167,9 +167,21 @@ class Strategy:
     def warmup_steps(self, steps_per_epoch: int) -> int:
         return math.ceil(self.warmup_epochs * steps_per_epoch)
 
+    def phase_schedule(self, optimizer: Any, schedule: Any, steps_per_epoch: int) -> Any:
+        """The run's schedule wrapped so late groups start at 0 and warm up (phase_schedule.py)."""
+        from ftlab.finetune.phase_schedule import PhaseSchedule
+
+        return PhaseSchedule(
+            optimizer, schedule, steps_per_epoch, self.warmup_steps(steps_per_epoch)
+        )
+
     def trained_parameter_count(self, model: FineTuneModule) -> int:
         """Parameters that train at some point of the run (what the optimizer holds)."""
         return sum(p.numel() for g in self.param_groups(model, 1.0) for p in g["params"])
+
+    def recorded_config(self, backbone_config: dict[str, Any]) -> dict[str, Any]:
+        """The backbone recipe a checkpoint records (LoRA adds its adapters)."""
+        return backbone_config
 
     def export_backbone(self, model: FineTuneModule) -> tuple[nn.Module, dict[str, Any]]:
         """The backbone and config the logged model is saved from (LoRA merges its adapters)."""

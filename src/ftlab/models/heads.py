@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from ftlab.errors import require
+
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
 class LinearHead(nn.Sequential):
     def __init__(self, in_features: int, out_features: int, dropout: float = 0.0) -> None:
+        require(0 <= dropout < 1, "model.head.dropout", "in [0, 1)", dropout)
         super().__init__(nn.Dropout(dropout), nn.Linear(in_features, out_features))
 
 
@@ -22,12 +25,19 @@ class MLPHead(nn.Sequential):
         dropout: float = 0.1,
         activation: str = "gelu",
     ) -> None:
-        if activation not in _ACTIVATIONS:
-            from ftlab.errors import FtlabError
-
-            raise FtlabError(
-                f"model.head.activation must be one of {', '.join(_ACTIVATIONS)} (got {activation})"
-            )
+        require(
+            activation in _ACTIVATIONS,
+            "model.head.activation",
+            f"one of {', '.join(_ACTIVATIONS)}",
+            activation,
+        )
+        require(0 <= dropout < 1, "model.head.dropout", "in [0, 1)", dropout)
+        require(
+            all(int(h) > 0 for h in hidden_sizes),
+            "model.head.hidden_sizes",
+            "positive widths",
+            list(hidden_sizes),
+        )
         layers: list[nn.Module] = []
         width = in_features
         for hidden in hidden_sizes:

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import lightning.pytorch as L
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from ftlab.finetune.strategies import Full, Strategy
+from ftlab.errors import FtlabError
 from ftlab.models.backbones.base import Backbone
 from ftlab.models.backbones.checkpoint import CHECKPOINT_KEY
-from ftlab.models.losses import REGRESSION, TaskLoss
+from ftlab.models.losses import TaskLoss
 from ftlab.models.metrics import task_metrics
+from ftlab.names import REGRESSION
+
+
+class FinetuneStrategy(Protocol):
+    """What the module asks of a fine-tuning strategy (`ftlab.finetune.strategies.Strategy`):
+    which parameters train when, in which param groups, and what a saved model is made of."""
+
+    def setup(self, model: Any) -> None: ...
+    def frozen_modules(self, model: Any) -> list[nn.Module]: ...
+    def param_groups(self, model: Any, lr: float) -> list[dict[str, Any]]: ...
+    def needs_phase_schedule(self, model: Any) -> bool: ...
+    def phase_schedule(self, optimizer: Optimizer, schedule: Any, steps_per_epoch: int) -> Any: ...
+    def apply_phase(self, model: Any, epoch: int) -> None: ...
+    def trained_parameter_count(self, model: Any) -> int: ...
+    def export_backbone(self, model: Any) -> tuple[nn.Module, dict[str, Any]]: ...
+    def recorded_config(self, backbone_config: dict[str, Any]) -> dict[str, Any]: ...
+    def phase(self) -> dict[str, Any]: ...
 
 
 class FineTuneModule(L.LightningModule):
@@ -29,8 +46,8 @@ class FineTuneModule(L.LightningModule):
         head: nn.Module,
         loss: TaskLoss,
         optimizer: Callable[..., Optimizer],
+        strategy: FinetuneStrategy,
         schedule: Any | None = None,
-        strategy: Strategy | None = None,
         num_classes: int | None = None,
         backbone_config: dict[str, Any] | None = None,
         head_config: dict[str, Any] | None = None,
@@ -38,7 +55,7 @@ class FineTuneModule(L.LightningModule):
         super().__init__()
         self.backbone, self.head, self.loss = backbone, head, loss
         self.optimizer_factory, self.schedule = optimizer, schedule
-        self.strategy = strategy or Full()
+        self.strategy = strategy
         self.task, self.num_classes = loss.task, num_classes
         # The recipes that rebuild backbone and head from files (checkpoints, the MLflow model).
         self.backbone_config = backbone_config or {}
@@ -116,11 +133,11 @@ class FineTuneModule(L.LightningModule):
 
     # ------------------------------------------------------------ optimization
     def configure_optimizers(self) -> Any:
-        base_lr = (
-            self.optimizer_factory.keywords.get("lr", 1e-3)
-            if hasattr(self.optimizer_factory, "keywords")
-            else 1e-3
-        )
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if base_lr is None:  # a strategy scales every group from the head's lr: it must be known
+            raise FtlabError(
+                "optimizer.lr is required (the head's learning rate); set optimizer.lr=VALUE"
+            )
         # The strategy builds every group once, frozen ones included (see finetune/strategies.py).
         groups = self.strategy.param_groups(self, base_lr)
         optimizer = self.optimizer_factory(groups)
@@ -132,14 +149,11 @@ class FineTuneModule(L.LightningModule):
         schedule = self.schedule.build(optimizer, total_steps) if self.schedule else None
         if not needs_phases:
             return {"optimizer": optimizer, "lr_scheduler": schedule}
-        from ftlab.finetune.phase_schedule import PhaseSchedule
-
         steps_per_epoch = math.ceil(
             self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
         )
-        phased = PhaseSchedule(
-            optimizer, schedule, steps_per_epoch, self.strategy.warmup_steps(steps_per_epoch)
-        )
+        # Groups that start late get their warm-up on top of whatever the schedule says.
+        phased = self.strategy.phase_schedule(optimizer, schedule, steps_per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": phased, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
@@ -160,7 +174,7 @@ class FineTuneModule(L.LightningModule):
         """Store the backbone's config so a later run can rebuild it from this file alone, and
         the fine-tuning phase for people reading the file (resume re-derives it from the epoch)."""
         checkpoint[CHECKPOINT_KEY] = {
-            "backbone": self.backbone_config,
+            "backbone": self.strategy.recorded_config(self.backbone_config),
             "task": self.task,
             "num_classes": self.num_classes,
             "finetune_phase": self.strategy.phase(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ftlab.errors import require
 from ftlab.models.backbones.base import Backbone
 
 # Mean and std of sklearn's digits pixels scaled to [0, 1].
@@ -23,6 +24,8 @@ class DigitsCNN(Backbone):
     modality = "image"
 
     def __init__(self, width: int = 32, dropout: float = 0.1) -> None:
+        require(width > 0, "model.backbone.width", "> 0", width)
+        require(0 <= dropout < 1, "model.backbone.dropout", "in [0, 1)", dropout)
         super().__init__()
         self.stages = nn.Sequential(
             _conv_block(1, width),

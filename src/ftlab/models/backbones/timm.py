@@ -7,7 +7,7 @@ import difflib
 import torch
 from torch import nn
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, require
 from ftlab.models.backbones.base import Backbone
 from ftlab.models.weights import load_weights, read_state_dict
 
@@ -22,6 +22,9 @@ class TimmBackbone(Backbone):
         weights_file: str | None = None,
         drop_path_rate: float = 0.0,
     ) -> None:
+        require(
+            0 <= drop_path_rate < 1, "model.backbone.drop_path_rate", "in [0, 1)", drop_path_rate
+        )
         super().__init__()
         import timm
 

@@ -1,0 +1,169 @@
+"""Pure helpers, in-process and fast, so a failure points at the function rather than at a
+30-second CLI run."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import TINY_DIGITS_RUN, TINY_TEXT
+from ftlab.builders import relaunches_script
+from ftlab.config.checks import check_config, data_task
+from ftlab.config.overrides import repeated_keys, replayable
+from ftlab.config.resolvers import unique_dir
+from ftlab.config.setup import compose_train
+from ftlab.errors import FtlabError
+from ftlab.redact import REDACTED, looks_secret, redact_text, redact_tree, secret_values
+from ftlab.reproduce.compat import check_known_keys
+from ftlab.stopping import Interrupted, final_status
+from ftlab.tracking.spool import MetricSpool
+
+
+@pytest.mark.parametrize(
+    "name, secret",
+    [
+        ("hf_token", True), ("db.password", True), ("OPENAI_API_KEY", True),
+        ("AWS_SECRET_ACCESS_KEY", True), ("MLFLOW_TRACKING_PASSWORD", True), ("auth", True),
+        ("PWD", False), ("tokenizer", False), ("optimizer.lr", False), ("author", False),
+    ],
+)  # fmt: skip
+def test_looks_secret(name: str, secret: bool) -> None:
+    assert looks_secret(name) is secret
+
+
+def test_redaction_of_urls_assignments_and_environment_secrets() -> None:
+    secrets = secret_values({"MY_API_KEY": "sk-abcdef123456", "HOME": "/root"})
+    assert secrets == {"sk-abcdef123456"}
+    assert redact_text("postgresql://ftlab:pw0rd@db:5432/x", secrets) == (
+        f"postgresql://ftlab:{REDACTED}@db:5432/x"
+    )
+    assert (
+        redact_text("http://h/api?token=abc&x=1", secrets) == f"http://h/api?token={REDACTED}&x=1"
+    )
+    assert redact_text("a=1,hub.token=xyz,b=2", secrets) == f"a=1,hub.token={REDACTED},b=2"
+    assert redact_text("key sk-abcdef123456 here", secrets) == f"key {REDACTED} here"
+    assert redact_tree({"db": {"password": "x"}, "l": ["+hub.token=y"]}, secrets) == {
+        "db": {"password": REDACTED},
+        "l": [f"+hub.token={REDACTED}"],
+    }
+    assert redact_text("/tmp/work/outputs", secrets) == "/tmp/work/outputs"
+
+
+def test_strategies_that_relaunch_the_command_line() -> None:
+    assert relaunches_script("ddp") and not relaunches_script("ddp_spawn")
+    assert not relaunches_script("auto")
+    strategy = OmegaConf.create({"_target_": "lightning.pytorch.strategies.DDPStrategy"})
+    assert relaunches_script(strategy)
+    spawn = OmegaConf.create(
+        {"_target_": "lightning.pytorch.strategies.DDPStrategy", "start_method": "spawn"}
+    )
+    assert not relaunches_script(spawn)
+
+
+def test_a_key_unknown_to_this_version_is_named() -> None:
+    config = OmegaConf.to_container(compose_train(TINY_DIGITS_RUN), resolve=False)
+    check_known_keys(config, TINY_DIGITS_RUN, "0.1.0")
+    config["trainer"]["new_knob"] = 1
+    with pytest.raises(FtlabError, match="trainer.new_knob.*ftlab 9.9"):
+        check_known_keys(config, TINY_DIGITS_RUN, "9.9")
+
+
+def test_stored_overrides_replay_only_choices_and_values() -> None:
+    assert replayable(["model=x", "hydra.searchpath=[file:///e]", "a=${oc.env:X}", "b=1"]) == [
+        "model=x",
+        "b=1",
+    ]
+    assert repeated_keys(["a=1", "b=2", "a=3", "hydra.run.dir=x", "hydra.run.dir=y"]) == [
+        "a is given twice on the command line ('a=1', then 'a=3'); the last one counts"
+    ]
+
+
+def test_loss_auto_follows_the_data_task_and_keeps_its_settings(tmp_path: Path) -> None:
+    cfg = compose_train(TINY_TEXT, tmp_path)
+    assert data_task(cfg) == "regression"
+    check_config(cfg)
+    assert cfg.loss._target_ == "ftlab.models.losses.MSE"
+    digits = compose_train(
+        ["data=digits", "model=digits_cnn", "loss=auto", "+loss.label_smoothing=0.1"], tmp_path
+    )
+    check_config(digits)
+    assert digits.loss._target_ == "ftlab.models.losses.CrossEntropy"
+    assert digits.loss.label_smoothing == 0.1
+
+
+def test_unknown_keys_name_the_known_ones(tmp_path: Path) -> None:
+    cfg = compose_train([*TINY_TEXT, "+data.extra_option=1"], tmp_path)
+    with pytest.raises(
+        FtlabError, match=r"data.extra_option is not a setting of data .*batch_size"
+    ):
+        check_config(cfg)
+
+
+def _make_unique(base: str, queue) -> None:
+    queue.put(unique_dir(base))
+
+
+def test_unique_dirs_never_collide_across_processes(tmp_path: Path) -> None:
+    base = str(tmp_path / "outputs" / "same-second")
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_make_unique, args=(base, queue)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    made = {queue.get(timeout=10) for _ in workers}
+    assert len(made) == 4 and all(Path(p).is_dir() and p.startswith(base + "-") for p in made)
+    assert unique_dir(base) == unique_dir(base)  # one process: one folder per base
+
+
+def test_how_a_run_ended() -> None:
+    assert final_status(None, None, False) == "FINISHED"
+    assert final_status(Interrupted, Interrupted(), True) == "KILLED"
+    assert final_status(SystemExit, SystemExit(1), True) == "KILLED"  # Lightning's exit(1)
+    assert final_status(SystemExit, SystemExit(None), False) == "FINISHED"
+    assert final_status(SystemExit, SystemExit(2), False) == "FAILED"
+    assert final_status(FtlabError, FtlabError("x"), False) == "FAILED"
+
+
+def test_the_spool_hands_over_complete_records_in_order(tmp_path: Path) -> None:
+    spool = MetricSpool(tmp_path)
+    spool.append([("a", 1.0, 10, 0), ("b", 2.0, 10, 0)])
+    spool.commit()
+    records, offset = spool.unsent(1)
+    assert records == [("a", 1.0, 10, 0)]
+    spool.mark_sent(offset)
+    spool.append([("a", 3.0, 11, 1)])
+    spool.commit()
+    records, offset = spool.unsent(10)
+    assert records == [("b", 2.0, 10, 0), ("a", 3.0, 11, 1)]
+    spool.mark_sent(offset)
+    assert not spool.pending()
+    (tmp_path / "metrics.jsonl").open("a").write('["c", 1.0, 12')  # a line being written
+    assert spool.unsent(10)[0] == []
+
+
+def test_batches_grouped_by_length_stay_a_function_of_seed_and_epoch() -> None:
+    import torch
+
+    from ftlab.data.sampling import EpochShuffle
+
+    lengths = [(i * 7919) % 23 + 1 for i in range(1000)]
+
+    def order(epoch: int, resume_at=None) -> list[int]:
+        sampler = EpochShuffle(
+            1000, 3, torch.Generator(), resume_at, lengths=lengths, batch_size=16
+        )
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    first = order(0)
+    assert sorted(first) == list(range(1000)) and first == order(0) and first != order(1)
+    batches = [first[i : i + 16] for i in range(0, 1000, 16)]
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches[:-1]]
+    assert sum(spread) / len(spread) < 3  # similar lengths in a batch (ungrouped: about 20)
+    assert len(batches[-1]) == 1000 % 16  # the short batch last: DataLoader cuts at batch ends
+    assert order(0, resume_at=(0, 32)) == first[32:]
