@@ -13,6 +13,10 @@ $(BIN)/activate:
 $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	@# The tests start a real PostgreSQL server from the Debian package's binaries.
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  (echo "installing PostgreSQL (Debian package postgresql) for the tests"; \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install ftlab (editable) with the tested versions
@@ -21,10 +25,10 @@ demo: setup  ## the main job: fine-tune MiniLM on VADER regression, offline, tra
 	$(BIN)/ftlab train
 
 test: setup  ## the whole test suite, the slow real-model run included (what CI runs)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-fast: setup  ## everything but the slow real-model runs
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests scripts benchmarks

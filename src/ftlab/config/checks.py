@@ -93,8 +93,7 @@ def _check_known_keys(key: str, node: DictConfig) -> None:
     """`+data.extra_option=1` would reach the constructor as a TypeError deep in the build; name
     the key and the ones this object takes instead."""
     keys = [k for k in node if not str(k).startswith("_")]
-    schema = OmegaConf.get_type(node)
-    fields_known = {f.name for f in fields(schema)} if schema in _SCHEMA_TYPES else set()
+    fields_known = {f.name for schema in _schemas_of(key, node) for f in fields(schema)}
     if fields_known and all(k in fields_known for k in keys):
         return  # the schema knows them all: no need to import the target
     known = _known_arguments(node, fields_known)
@@ -107,6 +106,21 @@ def _check_known_keys(key: str, node: DictConfig) -> None:
             f"{key}.{unknown[0]} is not a setting of {key} ({what}); known: "
             f"{', '.join(sorted(k for k in known if not k.startswith('_')))}"
         )
+
+
+def _schemas_of(key: str, node: DictConfig) -> list[type]:
+    """The schema a composed node carries, or, for a config read back from a store (plain YAML,
+    no schema attached), the schemas of its group that build the same target: ftlab's own keys
+    such as `trainer.compile` are known either way."""
+    attached = OmegaConf.get_type(node)
+    if attached in _SCHEMA_TYPES:
+        return [attached]
+    target = str(node.get("_target_"))
+    return [
+        schema
+        for schema in SCHEMAS.get(key, {}).values()
+        if getattr(schema, "_target_", None) == target
+    ]
 
 
 def _known_arguments(node: DictConfig, known: set[str]) -> set[str] | None:
