@@ -34,7 +34,9 @@ MODELS = {  # name: (overrides, steps, quick steps)
     "digits_cnn": (["experiment=digits_scratch"], 300, 60),  # 20 steps per epoch
 }
 # Steps end at an epoch's end, so each run ends with the validation and checkpoint users get.
-AFTER_FIT_OFF = ["test=false", "logger.log_model=false"]
+# Early stopping is off: the plain loop always runs every step, and a side that stopped early
+# would compare its last tenth of losses with steps the other side trained later.
+AFTER_FIT_OFF = ["test=false", "logger.log_model=false", "callbacks.early_stopping=null"]
 
 
 def _env() -> dict[str, str]:
@@ -56,7 +58,10 @@ def run_side(side: str, overrides: list[str], steps: int, workdir: Path) -> dict
     done = subprocess.run(command, cwd=workdir, env=_env(), capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(out.read_text())
+    record = json.loads(out.read_text())
+    if len(record["losses"]) != steps:
+        raise SystemExit(f"{side} trained {len(record['losses'])} of {steps} steps: not comparable")
+    return record
 
 
 def step_times(record: dict) -> list[float]:
