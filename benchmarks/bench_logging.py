@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -44,8 +45,10 @@ def one_run(
         trainer.fit(model, datamodule=datamodule)
         return timer.times[WARMUP:]
     uri = f"sqlite:///{scratch / 'mlflow.db'}"
-    with TrackedRun(uri, "bench_logging", f"every-{every}") as run:
-        trainer.loggers = [MlflowRunLogger(uri, run.run_id)]
+    spool = scratch / f"spool-{every}-{time.monotonic_ns()}"
+    with TrackedRun(uri, "bench_logging", f"every-{every}", spool_dir=spool) as run:
+        reporter = run.start_reporting(None)
+        trainer.loggers = [MlflowRunLogger(run.spool, run.run_id, on_commit=reporter.wake)]
         trainer.fit(model, datamodule=datamodule)
     return timer.times[WARMUP:]
 

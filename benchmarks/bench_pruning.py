@@ -7,32 +7,21 @@ Run: .venv/bin/python benchmarks/bench_pruning.py [--trials 20] [--epochs 8]
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import optuna
-from common import write_results
+from common import timed_sweep, write_results
 
 FTLAB = str(Path(sys.executable).parent / "ftlab")
 
 
 def sweep(workdir: Path, trials: int, epochs: int, pruner: str) -> dict[str, float]:
-    args = [
-        "train", "hparams_search=lr_optimizer", "experiment=digits_scratch", "data.max_samples=600",
-        f"trainer.max_epochs={epochs}", f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.pruner.name={pruner}",
-        f"hydra.sweeper.study_name=bench-{pruner}", "logger=none",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    started = time.perf_counter()
-    subprocess.run([FTLAB, *args], cwd=workdir, env=env, check=True, capture_output=True)
-    seconds = time.perf_counter() - started
-    study = optuna.load_study(
-        study_name=f"bench-{pruner}", storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
-    )
+    seconds, study = timed_sweep(
+        workdir, f"bench-{pruner}",
+        ["data.max_samples=600", f"trainer.max_epochs={epochs}", f"hydra.sweeper.n_trials={trials}",
+         f"hydra.sweeper.pruner.name={pruner}"],
+    )  # fmt: skip
     states = [t.state.name for t in study.trials]
     return {
         "wall_s": seconds,

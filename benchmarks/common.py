@@ -68,3 +68,24 @@ def write_results(name: str, results: dict[str, Any], quick: bool = False) -> Pa
     path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
     return path
+
+
+def timed_sweep(workdir: Path, study_name: str, overrides: list[str]) -> tuple[float, Any]:
+    """`ftlab train hparams_search=lr_optimizer ... OVERRIDES` on digits in `workdir`, untracked;
+    returns its wall time and the Optuna study it left."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    ftlab = str(Path(sys.executable).parent / "ftlab")
+    args = [
+        "train", "hparams_search=lr_optimizer", "experiment=digits_scratch", "logger=none",
+        f"hydra.sweeper.study_name={study_name}", *overrides,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    started = time.perf_counter()
+    subprocess.run([ftlab, *args], cwd=workdir, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    storage = f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
+    return seconds, optuna.load_study(study_name=study_name, storage=storage)

@@ -50,6 +50,23 @@ class StepEnds(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
+class WithTokenIds(torch.utils.data.Dataset):
+    """Examples as dicts carrying their token ids: what the Trainer's `group_by_length` (its own
+    best setting for short, ragged texts) sorts batches by."""
+
+    def __init__(self, dataset, tokenizer, max_length: int) -> None:
+        self.items = [dataset[i] for i in range(len(dataset))]
+        texts = [str(example) for example, _ in self.items]
+        self.ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        example, target = self.items[index]
+        return {"input_ids": self.ids[index], "example": example, "target": target}
+
+
 class Batches:
     """ftlab's collate, with the names the Trainer passes to forward()."""
 
@@ -57,6 +74,8 @@ class Batches:
         self.collate = collate
 
     def __call__(self, examples: list) -> dict:
+        if examples and isinstance(examples[0], dict):
+            examples = [(e["example"], e["target"]) for e in examples]
         inputs, targets = self.collate(examples)
         return {"inputs": inputs, "labels": targets}
 
@@ -99,12 +118,16 @@ def main() -> None:
         label_names=["labels"],
         disable_tqdm=True,
         report_to="none",
+        group_by_length=True,
+        remove_unused_columns=False,
     )
     train_loader = datamodule.train_dataloader()  # ftlab's loader, for its collate function
     trainer = Trainer(
         model=model,
         args=training,
-        train_dataset=datamodule.dataset("train"),
+        train_dataset=WithTokenIds(
+            datamodule.dataset("train"), module.backbone.tokenizer, module.backbone.max_length
+        ),
         eval_dataset=datamodule.dataset("val"),
         data_collator=Batches(train_loader.collate_fn),
     )
