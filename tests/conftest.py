@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,8 +29,18 @@ TINY_DIGITS = [
 TINY_DIGITS_RUN = ["experiment=digits_scratch", *TINY_DIGITS]
 
 
+# Under `pytest -n N` (pytest-xdist) N tests run at once, each starting ftlab processes: one
+# thread each for torch's and BLAS's pools keeps N workers from oversubscribing N cores.
+PARALLEL_TESTS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+if PARALLEL_TESTS:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # As in an activated virtualenv: tools that MLflow starts by name (uvicorn) are found.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     # MLflow servers in tests: no background job workers (GenAI features, five busy processes).
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -210,7 +221,8 @@ def stop_process_group(process) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def start_mlflow_server(root: Path, port: int) -> subprocess.Popen:

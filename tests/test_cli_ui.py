@@ -39,8 +39,12 @@ def test_ui_serves_the_local_store(workdir: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)
-        link = process.stdout.readline() + process.stdout.readline()  # printed once it answers
-        assert f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning" in link
+        # Printed once the server answers, among the MLflow server's own lines.
+        expected = f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
+        lines = [process.stdout.readline()]
+        while expected not in lines[-1] and len(lines) < 40 and lines[-1]:
+            lines.append(process.stdout.readline())
+        assert any(expected in line for line in lines), "".join(lines)
         request = urllib.request.Request(
             f"{url}/api/2.0/mlflow/runs/search",
             data=json.dumps({"experiment_ids": ["1"]}).encode(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import zlib
 from pathlib import Path
 
 import pytest
@@ -67,17 +68,18 @@ COMMANDS: dict[str, list[str] | str] = {
 }  # fmt: skip
 
 
-def readme_commands() -> list[str]:
+def readme_commands() -> dict[str, list[str]]:
     """The commands of the README's bash blocks (ftlab, make, torchrun), comments and leading
-    VAR=value settings dropped."""
-    commands = []
+    VAR=value settings dropped: each as its words joined by spaces (the key in COMMANDS) and as
+    the words the shell passes."""
+    commands = {}
     for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
             while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
                 words = words[1:]
             if words and words[0] in ("ftlab", "make", "torchrun"):
-                commands.append(" ".join(words))
+                commands[" ".join(words)] = words
     return commands
 
 
@@ -112,10 +114,20 @@ def project(tmp_path_factory, digits_checkpoint: Path, digits_image_folder: Path
 
 
 def _arguments(command: str, project: Path) -> list[str]:
-    text = command.replace(
-        "outputs/DATE/TIME-ID/checkpoints/best.ckpt", str(project / "pretrained.ckpt")
-    ).replace("~/pets", str(project / "pets"))
-    return shlex.split(text)[1:]  # without "ftlab"
+    """The command's words as the shell passes them (without "ftlab"), placeholders made real;
+    each sweep gets a study of its own, as it would in a fresh project."""
+    placeholders = {
+        "outputs/DATE/TIME-ID/checkpoints/best.ckpt": str(project / "pretrained.ckpt"),
+        "~/pets": str(project / "pets"),
+    }
+    words = []
+    for word in readme_commands()[command][1:]:
+        for placeholder, real in placeholders.items():
+            word = word.replace(placeholder, real)
+        words.append(word)
+    if "hparams_search=" in command or "hydra/sweeper=ftlab_optuna" in command:
+        words.append(f"hydra.sweeper.study_name=readme-{zlib.crc32(command.encode()):08x}")
+    return words
 
 
 @pytest.mark.parametrize("command", [c for c, how in COMMANDS.items() if isinstance(how, list)])

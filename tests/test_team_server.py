@@ -9,12 +9,22 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FTLAB, TINY_DIGITS, all_runs, cli_env, free_port, run_ftlab, tempfile_dir
+from conftest import (
+    FTLAB,
+    TINY_DIGITS,
+    all_runs,
+    cli_env,
+    free_port,
+    run_ftlab,
+    stop_process_group,
+    tempfile_dir,
+)
 
 ADMIN_PASSWORD = "admin-Pa55word-for-tests"
 USERS = {"alice": "alice-Pa55word-0123", "bob": "bob-Pa55word-4567"}
@@ -48,6 +58,9 @@ def team_server(postgres):
     while "ready" not in banner:
         assert server.poll() is None and time.monotonic() < deadline, banner + server.stdout.read()
         banner += server.stdout.readline()
+    # The server logs every request: keep reading, or a full pipe stops it mid-request.
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(server.stdout), daemon=True).start()
     os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
     try:
         admin = AuthServiceClient(url)
@@ -56,13 +69,16 @@ def team_server(postgres):
         os.environ.update(MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD=USERS["alice"])
         experiment = MlflowClient(url).create_experiment("digits_scratch")
         os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-        admin.create_experiment_permission(experiment, "bob", "READ")
+        admin.grant_user_permission("bob", "experiment", experiment, "READ")
     finally:
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
     yield url, database, banner
     server.send_signal(signal.SIGTERM)  # `ftlab server` stops its MLflow server too
-    server.wait(timeout=60)
+    try:
+        server.wait(timeout=60)
+    finally:
+        stop_process_group(server)
 
 
 def as_user(url: str, user: str, password: str | None = None) -> dict[str, str]:

@@ -372,8 +372,9 @@ def test_logged_image_model_predicts_on_arrays(logged_digits_model: tuple[str, s
     assert list(flat["label"]) == list(predictions["label"]) == list(pixels["label"])
     with pytest.raises(Exception, match=r"takes images as .*got an array of shape \(6, 3, 8, 8\)"):
         model.predict(images.repeat(3, axis=1))
-    requirements = Path(
-        mlflow.artifacts.download_artifacts(f"{model_uri}/requirements.txt")
+    # models:/m-ID/FILE reads as a registered model's version: download the model folder.
+    requirements = (
+        Path(mlflow.artifacts.download_artifacts(model_uri)) / "requirements.txt"
     ).read_text()
     assert "torch==" in requirements
     assert "transformers" not in requirements and "timm" not in requirements

@@ -52,6 +52,10 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     # with one line and leaves nothing behind.
     _check_inputs(cfg, multirun, resume or reproduce)
     tracking_uri = _tracking_store(cfg)
+    if tracking_uri is not None and os.environ.get("RANK", "0") == "0":
+        from ftlab.tracking.store import warm_up
+
+        warm_up(tracking_uri)  # MLflow loads while torch, Lightning, data and model do
 
     # Heavy imports only once the cheap checks passed.
     import lightning.pytorch as L
@@ -288,6 +292,8 @@ def _fit_and_test(
     runnable = torch.compile(model) if cfg.trainer.get("compile") else model
     # weights_only: a checkpoint is loaded without running any pickled code.
     trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    # Testing replaces the trainer's metrics: the last epoch's val/* are kept for the objective.
+    fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = _best_checkpoint(trainer)
     if cfg.get("test", True):  # testing from `best` loads its weights into the model
         trainer.test(
@@ -296,9 +302,8 @@ def _fit_and_test(
     elif best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "val/"))
-    }
+    after = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = {k: v for k, v in {**fitted, **after}.items() if k.startswith(("test/", "val/"))}
     for logger in trainer.loggers:
         logger.finalize("success")
     if trainer.is_global_zero:
@@ -310,15 +315,17 @@ def _fit_and_test(
     if trainer.is_global_zero and not cfg.get(TRIAL_KEY):
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if best else "final metrics", shown)
-    return _objective(cfg, trainer, metrics)
+    return _objective(cfg, trainer, metrics, fitted)
 
 
-def _objective(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+def _objective(
+    cfg: DictConfig, trainer: Any, metrics: dict[str, float], fitted: dict[str, float]
+) -> dict[str, Any]:
     """What a sweep job returns: the value of each optimized metric (the monitored one at its best
     epoch, the one the best checkpoint holds; others at the end) and whether it was pruned."""
     monitored = _monitored_checkpoint(trainer)
     score = monitored.best_model_score if monitored is not None else None
-    final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    final = {**fitted, **metrics}
     names = _objective_names(cfg)
     values = []
     for name in names:

@@ -10,6 +10,7 @@ names the team's address. The first start creates the admin user with the passwo
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -55,6 +56,13 @@ def serve_team(
         )
     env = dict(os.environ)
     if auth:
+        import importlib.util
+
+        if importlib.util.find_spec("flask_wtf") is None:
+            raise FtlabError(
+                "--no-auth not given, but MLflow's basic-auth app needs Flask-WTF: "
+                "pip install -c constraints.txt 'ftlab[server]'"
+            )
         if not env.get("MLFLOW_AUTH_ADMIN_PASSWORD") and not _admin_exists_hint(store):
             raise FtlabError(
                 "MLFLOW_AUTH_ADMIN_PASSWORD: set the admin's password for the first start (the "
@@ -63,6 +71,7 @@ def serve_team(
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(
             _auth_config(store, artifacts_destination, default_permission)
         )
+        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", _session_secret(artifacts_destination))
     Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     command = server_command(store, artifacts_destination, host, port, auth)
     shown = f"http://{host}:{port}"
@@ -87,6 +96,17 @@ def _auth_config(store: str, artifacts_destination: str, default_permission: str
     )
     path.chmod(0o600)  # it names the database, password included
     return path
+
+
+def _session_secret(artifacts_destination: str) -> str:
+    """The auth app's CSRF/session key: made once and kept beside the artifacts (readable by the
+    server's user alone), so logins survive a restart."""
+    path = Path(artifacts_destination).resolve().parent / "flask_secret_key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _admin_exists_hint(store: str) -> bool:

@@ -38,24 +38,36 @@ def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) 
     import mlflow
 
     destination.mkdir(parents=True)
-    # `models:/` URIs resolve through the process-wide tracking and registry URIs, whatever
-    # `tracking_uri=` says, so point both at the store for the download and restore them after.
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     try:
         return Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=model_uri, dst_path=str(destination), tracking_uri=tracking_uri
+                artifact_uri=_artifact_location(model_uri, tracking_uri),
+                dst_path=str(destination),
+                tracking_uri=tracking_uri,
             )
         )
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
         raise FtlabError(
             f"model.backbone.uri: no MLflow model at {shown} ({str(err).splitlines()[0][:160]})"
         ) from None
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+
+
+def _artifact_location(model_uri: str, tracking_uri: str) -> str:
+    """Where a `models:/` URI's files are, asked of this store: MLflow would resolve it through
+    the process-wide tracking and registry URIs instead of the one given."""
+    if not model_uri.startswith("models:/"):
+        return model_uri  # runs:/ and plain artifact URIs take tracking_uri as given
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    reference = model_uri.removeprefix("models:/").strip("/")
+    if reference.startswith("m-") and "/" not in reference:
+        return client.get_logged_model(reference).artifact_location
+    name, _, version = reference.rpartition("/")
+    if not name and "@" in reference:
+        name, _, alias = reference.partition("@")
+        version = client.get_model_version_by_alias(name, alias).version
+    return client.get_model_version_download_uri(name, version)
 
 
 def pointed_model_uri(folder: Path) -> str | None:
@@ -67,5 +79,8 @@ def pointed_model_uri(folder: Path) -> str | None:
     if not mlmodel.is_file():
         return None
     flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function")
-    uri = ((flavor or {}).get("model_config") or {}).get(POINTER_URI_KEY)
+    flavor = flavor or {}
+    # MLflow writes a models-from-code `model_config` as the flavor's `config`.
+    settings = flavor.get("config") or flavor.get("model_config") or {}
+    uri = settings.get(POINTER_URI_KEY)
     return str(uri) if isinstance(uri, str) and uri.startswith("models:/m-") else None
