@@ -86,6 +86,8 @@ def warm_up(tracking_uri: str) -> threading.Thread:
         except Exception:  # noqa: BLE001, S110 - reported where the run is created
             pass
 
-    thread = threading.Thread(target=open_store, name="ftlab-mlflow-warm-up", daemon=True)
+    # Not a daemon: a process that fails early waits for the import to finish before it shuts
+    # down (a native library torn down mid-import aborts the process).
+    thread = threading.Thread(target=open_store, name="ftlab-mlflow-warm-up", daemon=False)
     thread.start()
     return thread
