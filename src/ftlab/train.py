@@ -52,10 +52,6 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     # with one line and leaves nothing behind.
     _check_inputs(cfg, multirun, resume or reproduce)
     tracking_uri = _tracking_store(cfg)
-    if tracking_uri is not None and os.environ.get("RANK", "0") == "0":
-        from ftlab.tracking.store import warm_up
-
-        warm_up(tracking_uri)  # MLflow loads while torch, Lightning, data and model do
 
     # Heavy imports only once the cheap checks passed.
     import lightning.pytorch as L

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 from ftlab.config.store_uri import (  # noqa: F401 - re-exported for tracking's callers
@@ -66,28 +65,3 @@ def check_writable(directory: Path, key: str) -> None:
         raise FtlabError(
             f"{key}: cannot write to the store directory {directory} ({err.strerror or err})"
         ) from None
-
-
-def warm_up(tracking_uri: str) -> threading.Thread:
-    """Import MLflow and open the store on a background thread while torch, Lightning, the data
-    and the model load: together they are seconds of start-up that the run's creation would
-    otherwise pay after everything else. MLflow caches the opened store per URI, so the run
-    created later reuses it. A SQLite store that does not exist yet is left alone (creating it
-    belongs to the run); any failure here is left for the run's own creation to report."""
-
-    def open_store() -> None:
-        try:
-            from mlflow.tracking import MlflowClient
-
-            if tracking_uri.startswith("sqlite:///"):
-                if not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-                    return
-                MlflowClient(tracking_uri).search_experiments(max_results=1)
-        except Exception:  # noqa: BLE001, S110 - reported where the run is created
-            pass
-
-    # Not a daemon: a process that fails early waits for the import to finish before it shuts
-    # down (a native library torn down mid-import aborts the process).
-    thread = threading.Thread(target=open_store, name="ftlab-mlflow-warm-up", daemon=False)
-    thread.start()
-    return thread
