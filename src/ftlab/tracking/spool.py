@@ -86,13 +86,10 @@ class MetricSpool:
 
     # ------------------------------------------------------------ the end of a run, kept for later
     def add_tags(self, tags: dict[str, str]) -> None:
-        _write_atomically(self.directory / _TAGS, json.dumps({**self.tags(), **tags}))
+        _update_json(self.directory / _TAGS, tags)
 
     def tags(self) -> dict[str, str]:
-        try:
-            return json.loads((self.directory / _TAGS).read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        return _read_json(self.directory / _TAGS)
 
     def keep_artifact(self, path: Path, artifact_path: str | None) -> None:
         import shutil
@@ -112,13 +109,22 @@ class MetricSpool:
     # ------------------------------------------------------------ facts about the run
     def write_run(self, facts: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.directory / _RUN, json.dumps({**self.read_run(), **facts}))
+        _update_json(self.directory / _RUN, facts)
 
     def read_run(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.directory / _RUN).read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        return _read_json(self.directory / _RUN)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object the spool keeps ({} when not written yet or cut short by a kill)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _update_json(path: Path, entries: dict[str, Any]) -> None:
+    _write_atomically(path, json.dumps({**_read_json(path), **entries}))
 
 
 def _write_atomically(path: Path, text: str) -> None:
