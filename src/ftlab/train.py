@@ -298,8 +298,8 @@ def _fit_and_test(
     elif best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
-    after = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    metrics = {k: v for k, v in {**fitted, **after}.items() if k.startswith(("test/", "val/"))}
+    final = {**fitted, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+    metrics = {k: v for k, v in final.items() if k.startswith(("test/", "val/"))}
     for logger in trainer.loggers:
         logger.finalize("success")
     if trainer.is_global_zero:
@@ -311,17 +311,16 @@ def _fit_and_test(
     if trainer.is_global_zero and not cfg.get(TRIAL_KEY):
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if best else "final metrics", shown)
-    return _objective(cfg, trainer, metrics, fitted)
+    return _objective(cfg, trainer, metrics, final)
 
 
 def _objective(
-    cfg: DictConfig, trainer: Any, metrics: dict[str, float], fitted: dict[str, float]
+    cfg: DictConfig, trainer: Any, metrics: dict[str, float], final: dict[str, float]
 ) -> dict[str, Any]:
     """What a sweep job returns: the value of each optimized metric (the monitored one at its best
     epoch, the one the best checkpoint holds; others at the end) and whether it was pruned."""
     monitored = _monitored_checkpoint(trainer)
     score = monitored.best_model_score if monitored is not None else None
-    final = {**fitted, **metrics}
     names = _objective_names(cfg)
     values = []
     for name in names:
