@@ -87,6 +87,49 @@ def test_the_worker_pool_keeps_every_worker_busy(workdir: Path) -> None:
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
 
 
+SWEEP_IN_THIS_PROCESS = """
+import json, runpy, sys
+sys.argv = ["ftlab.train", *json.loads(sys.argv[1])]
+runpy.run_module("ftlab.train", run_name="__main__", alter_sys=True)
+print("LOADED", json.dumps(sorted(m for m in ("torch", "lightning") if m in sys.modules)))
+"""
+
+
+def test_an_ftlab_sweep_on_workers_leaves_torch_to_them(workdir: Path) -> None:
+    """With workers the sweep's own process only asks and tells: torch and Lightning load in the
+    workers alone (they start importing while the study opens), and the trials still train."""
+    args = [*DIGITS_SWEEP, "logger=none", "hydra.sweeper.n_trials=2", "hydra.sweeper.workers=2",
+            "hydra.sweeper.study_name=pool"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SWEEP_IN_THIS_PROCESS, json.dumps(args)],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    loaded = json.loads(result.stdout.split("LOADED", 1)[1])
+    assert loaded == [], f"the sweep's process imported {loaded}"
+    study = optuna.load_study(
+        study_name="pool", storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_bad_trial_config_fails_in_a_worker_before_the_study(workdir: Path) -> None:
+    """The job config is checked in the first worker (the check reads the targets' signatures):
+    its error still comes back as one line, exit 2, with no study and no sweep folder."""
+    result = subprocess.run(
+        [FTLAB, "train", *DIGITS_SWEEP, "hydra.sweeper.workers=2", "+data.extra_option=1"],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: data.extra_option is not a setting of data")
+    ), result.stderr[-2000:]
+    assert not (workdir / "mlruns" / "optuna.db").exists()
+    assert not (workdir / "multirun").exists()
+
+
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_hydras_launchers_run_the_trials(launcher: str, workdir: Path) -> None:
     extra = (

@@ -7,6 +7,13 @@ CLASSIFICATION = "classification"
 
 # ------------------------------------------------------------------ config keys
 TRIAL_KEY = "optuna_trial"  # the sweeper's link to a job's trial: study, trial_id, number, parent
+# The sweeper hands the storage URL to its jobs through the environment, never as a config value:
+# a URL with a password would otherwise be logged with every trial's config.
+STORAGE_VARIABLE = "FTLAB_OPTUNA_STORAGE"
+
+# ------------------------------------------------------------------ trial user attrs
+PRUNED_AT = "pruned_at_epoch"  # the epoch a pruned trial stopped at (also a key of train's result)
+MLFLOW_RUN_ATTR = "mlflow_run_id"  # the job's MLflow run
 
 # ------------------------------------------------------------------ run tags
 TAG_VERSION = "ftlab.version"

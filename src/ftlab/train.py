@@ -24,6 +24,7 @@ from ftlab.config.setup import prepare_hydra
 from ftlab.errors import FtlabError
 from ftlab.names import (
     CHECKPOINTS_DIR,
+    PRUNED_AT,
     TAG_GLOBAL_BATCH,
     TAG_NUM_NODES,
     TAG_PRUNED_AT,
@@ -331,7 +332,7 @@ def _objective(
     pruning = _trial_pruning_callback(trainer)
     pruned_at_epoch = pruning.pruned_epoch() if pruning is not None else None
     value = values if len(names) > 1 else values[0]
-    return {"value": value, "pruned_at_epoch": pruned_at_epoch, "metrics": metrics}
+    return {"value": value, PRUNED_AT: pruned_at_epoch, "metrics": metrics}
 
 
 def _objective_names(cfg: DictConfig) -> list[str]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from hydra.core.utils import JobStatus
 
+from ftlab.names import PRUNED_AT
+
 
 @dataclass
 class Outcome:
@@ -30,7 +32,7 @@ def judge(job: Any, objectives: int) -> Outcome:
         error = job._return_value  # the exception the job raised (JobReturn keeps it)
         return Outcome("FAIL", error=f"{type(error).__name__}: {error}"[:500])
     result = job.return_value
-    pruned = isinstance(result, dict) and result.get("pruned_at_epoch") is not None
+    pruned = isinstance(result, dict) and result.get(PRUNED_AT) is not None
     raw = result.get("value") if isinstance(result, dict) else result
     values = _as_values(raw)
     if pruned:

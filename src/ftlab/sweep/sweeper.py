@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from ftlab.errors import FtlabError
+from ftlab.names import STORAGE_VARIABLE
 from ftlab.redact import redact_text, redact_yaml_files
 from ftlab.sweep import TRIAL_KEY, report
 from ftlab.sweep.algorithms import PRUNER_ATTR, build_sampler, grid_size
@@ -32,7 +33,6 @@ from ftlab.sweep.plan import SweepPlan, make_plan
 from ftlab.sweep.space import as_override
 from ftlab.sweep.storage import study_lock
 from ftlab.sweep.study import open_study
-from ftlab.sweep.trial_link import STORAGE_VARIABLE
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"  # user attr of trials stopped by Ctrl-C: they do not count
@@ -101,7 +101,16 @@ class OptunaSweeper(Sweeper):
     def _sweep(self, arguments: list[str]) -> list[Any]:
         assert self.config is not None
         plan = make_plan(self, self.config, arguments)
-        self._check_job_config(plan)  # bad input fails before a study or a parent run exists
+        os.environ[STORAGE_VARIABLE] = plan.storage_url  # jobs find it here, never in a param
+        pool = self._start_workers(plan.is_ftlab_app) if self.workers > 0 else None
+        try:
+            return self._sweep_plan(plan, pool)
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _sweep_plan(self, plan: SweepPlan, pool: Any) -> list[Any]:
+        self._check_job_config(plan, pool)  # bad input fails before a study or a parent run exists
         if self.custom_search_space:
             from hydra.utils import get_method
 
@@ -114,7 +123,6 @@ class OptunaSweeper(Sweeper):
         )  # fmt: skip
         study.set_metric_names(plan.objectives)
         study.set_user_attr(PRUNER_ATTR, self.pruner_settings)  # jobs prune with the same rule
-        os.environ[STORAGE_VARIABLE] = plan.storage_url  # jobs find it here, never in a param
         parent = self._parent_run(study, plan)
         sweep_dir = self._sweep_dir()
         print(
@@ -126,8 +134,8 @@ class OptunaSweeper(Sweeper):
         results: list[Any] = []
         status = "FAILED"
         try:
-            if self.workers > 0:
-                results = self._run_async(study, storage, plan, parent, n_trials)
+            if pool is not None:
+                results = self._run_async(pool, study, storage, plan, parent, n_trials)
             while (
                 self.workers == 0
                 and not self._exhausted
@@ -150,12 +158,14 @@ class OptunaSweeper(Sweeper):
         redact_yaml_files(sweep_dir / "multirun.yaml")
         return sweep_dir
 
-    def _check_job_config(self, plan: SweepPlan) -> None:
+    def _check_job_config(self, plan: SweepPlan, pool: Any) -> None:
         """Compose the config a trial would get (without its sampled values) and check it as
-        `ftlab train` would; apps that are not ftlab's are left to themselves."""
+        `ftlab train` would, in a worker when there are workers (the check imports torch and
+        Lightning, which this process does not need); apps that are not ftlab's are left to
+        themselves."""
         if self.hydra_context is None or not plan.is_ftlab_app:
             return
-        from ftlab.config.checks import RELAUNCH_MESSAGE, check_config, relaunches_script
+        from ftlab.config.checks import RELAUNCH_MESSAGE, relaunches_script
 
         if relaunches_script(self.config.trainer.strategy):
             raise FtlabError(RELAUNCH_MESSAGE)
@@ -163,7 +173,10 @@ class OptunaSweeper(Sweeper):
         with open_dict(job):
             job.pop("hydra", None)
             job.paths.output_dir = "."  # a trial's folder does not exist yet
-        check_config(job)
+        if pool is not None:
+            pool.call(check_trial_config, job)
+        else:
+            check_trial_config(job)
 
     def _discard_empty_sweep_dir(self) -> None:
         """A sweep refused before its first trial leaves no folder behind."""
@@ -232,10 +245,7 @@ class OptunaSweeper(Sweeper):
             )
         return returns
 
-    def _run_async(self, study, storage, plan, parent, n_trials) -> list[Any]:
-        """`workers` processes, each given the next trial as soon as its last one ends."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-
+    def _start_workers(self, warm_up: bool) -> Any:
         from hydra.core.singleton import Singleton
 
         from ftlab.sweep.workers import WorkerPool
@@ -244,7 +254,13 @@ class OptunaSweeper(Sweeper):
             "hydra_context": self.hydra_context, "task_function": self.task_function,
             "config": self.config, "singleton_state": Singleton.get_state(),
         }  # fmt: skip
-        pool, running, results = WorkerPool(self.workers, self.devices, job), {}, []
+        return WorkerPool(self.workers, self.devices, job, warm_up)
+
+    def _run_async(self, pool, study, storage, plan, parent, n_trials) -> list[Any]:
+        """`workers` processes, each given the next trial as soon as its last one ends."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        running, results = {}, []
         beats = TrialHeartbeats(storage, [])
         try:
             with beats:
@@ -268,20 +284,22 @@ class OptunaSweeper(Sweeper):
                         self._finished(study, trial, sampled, outcome, n_trials, parent)
                         results.append(outcome)
                     self._check_failure_rate(study)
-        except (KeyboardInterrupt, SystemExit):
-            pool.shutdown(kill=True)
-            self._interrupted(study, [trial for trial, _ in running.values()])
+        except BaseException as stop:  # Ctrl-C, or a sweep failing while trials still run
+            pool.close()
+            trials = [trial for trial, _ in running.values()]
+            self._interrupted(study, trials, announce=not isinstance(stop, Exception))
             raise
-        pool.shutdown()
         return results
 
-    def _interrupted(self, study: optuna.Study, trials: list[Any]) -> None:
+    def _interrupted(self, study: optuna.Study, trials: list[Any], announce: bool = True) -> None:
         for trial in trials:  # interrupted, not failed: a resumed sweep does not count them
             trial.set_user_attr(INTERRUPTED, True)
             study.tell(trial, state=TrialState.FAIL)
-        print(
-            f"Interrupted: rerun the same command to resume study '{study.study_name}'.", flush=True
-        )
+        if announce:
+            print(
+                f"Interrupted: rerun the same command to resume study '{study.study_name}'.",
+                flush=True,
+            )
 
     def _finished(
         self, study, trial, sampled, outcome: Outcome, n_trials: int, parent: Any
@@ -363,6 +381,15 @@ class OptunaSweeper(Sweeper):
         if not plan.is_ftlab_app:
             return None
         return [o for o in plan.fixed if not o.startswith(("hparams_search=", "hydra.", "hydra/"))]
+
+
+def check_trial_config(job: DictConfig) -> None:
+    """`ftlab train`'s checks on a trial's config, in whichever process runs them."""
+    from ftlab.config.checks import check_config
+    from ftlab.config.setup import prepare_hydra
+
+    prepare_hydra()  # the resolvers the config uses, in a fresh worker too
+    check_config(job)
 
 
 def counted_trials(trials: list[Any]) -> int:

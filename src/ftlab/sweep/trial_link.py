@@ -7,14 +7,9 @@ from typing import Any
 
 import lightning.pytorch as L
 
-from ftlab.sweep import TRIAL_KEY
+from ftlab.names import MLFLOW_RUN_ATTR, PRUNED_AT, STORAGE_VARIABLE, TRIAL_KEY
 
-__all__ = ["PRUNED_AT", "STORAGE_VARIABLE", "TRIAL_KEY", "TrialPruning"]
-PRUNED_AT = "pruned_at_epoch"  # trial user attr: the epoch a pruned trial stopped at
-# The sweeper hands the storage URL to its jobs through the environment, never as a config value:
-# a URL with a password would otherwise be logged with every trial's config.
-STORAGE_VARIABLE = "FTLAB_OPTUNA_STORAGE"
-MLFLOW_RUN_ATTR = "mlflow_run_id"  # trial user attr: the job's MLflow run
+__all__ = ["TrialPruning", "record_trial_run"]
 
 
 class TrialPruning(L.Callback):

@@ -8,11 +8,19 @@ worker, not once per trial). A worker owns one device: its own GPU (`CUDA_VISIBL
 before CUDA starts) or, on CPU, an equal share of the cores (torch threads = cores / workers).
 Each trial runs exactly as Hydra's launchers run a job: the sweep config composed with the trial's
 overrides, its own output folder, `.hydra/` files and log.
+
+The sweep's own process never imports torch or Lightning: for ftlab's app the workers start
+importing them the moment the pool exists, and the first worker checks the job config (the check reads the targets'
+signatures, so it needs those imports too) while the second warms up. Idle workers are killed at
+the end rather than asked to exit: every file and run a trial writes is closed before its result
+comes back, and an interpreter holding torch and Lightning takes seconds to tear itself down.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 from concurrent.futures import Future
 from typing import Any
 
@@ -30,13 +38,15 @@ def _visible_gpus() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d for d in visible.split(",") if d.strip()]
+    if sys.platform == "linux" and not glob.glob("/dev/nvidia[0-9]*"):
+        return []  # no NVIDIA device nodes: no GPU to count, and no need to import torch here
     import torch  # the sweeper's own process never starts CUDA: it only counts
 
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
 class WorkerPool:
-    def __init__(self, workers: int, devices: Any, job: dict[str, Any]) -> None:
+    def __init__(self, workers: int, devices: Any, job: dict[str, Any], warm_up: bool) -> None:
         from joblib.externals.loky import ProcessPoolExecutor
 
         self.slots = worker_devices(workers, devices)
@@ -47,7 +57,13 @@ class WorkerPool:
             )
             for s in self.slots
         ]
+        for executor in self.executors:  # start the processes (and ftlab's imports) now
+            executor.submit(_warm_up if warm_up else _start)
         self.busy: dict[Future, int] = {}
+
+    def call(self, function: Any, *args: Any) -> Any:
+        """`function(*args)` in the first worker; its result, or its exception raised here."""
+        return self.executors[0].submit(function, *args).result()
 
     def free_worker(self) -> int | None:
         taken = set(self.busy.values())
@@ -61,11 +77,21 @@ class WorkerPool:
     def release(self, future: Future) -> None:
         self.busy.pop(future, None)
 
-    def shutdown(self, kill: bool = False) -> None:
-        """Stop the workers: after their trials, or at once (Ctrl-C: the trials are marked
-        interrupted and run again on resume)."""
+    def close(self) -> None:
+        """Stop the workers at once: idle ones have nothing left to write, and the trials of busy
+        ones (Ctrl-C, a failed sweep) are marked interrupted by the sweeper and run again on
+        resume."""
         for executor in self.executors:
-            executor.shutdown(wait=not kill, kill_workers=kill)
+            executor.shutdown(wait=False, kill_workers=True)
+
+
+def _start() -> None:
+    """Nothing: submitting it starts the worker process."""
+
+
+def _warm_up() -> None:
+    """The bulk of what every trial imports, loaded while the sweep opens its study."""
+    import lightning.pytorch  # noqa: F401 - and torch with it
 
 
 def _pin(device: str | None, threads: int | None) -> None:
