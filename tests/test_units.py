@@ -102,6 +102,39 @@ def test_unknown_keys_name_the_known_ones(tmp_path: Path) -> None:
         check_config(cfg)
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("optimizer.lr", -1.0, "optimizer.lr"), ("data.batch_size", 0, "data.batch_size"),
+     ("trainer.max_epochs", 0, "trainer.max_epochs")],
+)  # fmt: skip
+def test_a_stored_config_gets_the_value_checks_too(
+    key: str, value: object, message: str, tmp_path: Path
+) -> None:
+    """A config read back from a store is plain YAML, with no schema attached: its values are
+    checked against the schema of its group that builds the same target."""
+    composed = compose_train(TINY_DIGITS_RUN, tmp_path)
+    stored = OmegaConf.create(OmegaConf.to_yaml(composed))  # as `reproduce` reads config.yaml
+    check_config(stored)  # a stored config that was fine stays fine
+    OmegaConf.update(stored, key, value)
+    with pytest.raises(FtlabError, match=message):
+        check_config(stored)
+
+
+@pytest.mark.parametrize(
+    "a, b, alike",
+    [(["optimizer.lr=0.1", "optimizer=adam"], ["optimizer.lr=0.02", "optimizer=adam"], True),
+     (["optimizer.lr=0.1", "optimizer=adam"], ["optimizer.lr=0.1", "optimizer=sgd"], False),
+     (["data.batch_size=8"], ["data.batch_size=8.5"], False),
+     (["+x.y=abc"], ["+x.y=abd"], False)],
+)  # fmt: skip
+def test_jobs_compose_alike_when_only_their_numbers_differ(
+    a: list[str], b: list[str], alike: bool
+) -> None:
+    from ftlab.sweep.sweeper import override_shape
+
+    assert (override_shape(a) == override_shape(b)) is alike
+
+
 def _make_unique(base: str, queue) -> None:
     queue.put(unique_dir(base))
 

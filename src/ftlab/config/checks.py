@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ftlab.config.schemas import SCHEMAS
 from ftlab.errors import FtlabError
@@ -80,11 +80,21 @@ def _built_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
 
 def _check_values(key: str, node: DictConfig) -> None:
     """A typed group is converted to its dataclass, whose `__post_init__` checks the values
-    (lr > 0, batch_size > 0, ...); the message is prefixed with the key."""
-    if OmegaConf.get_type(node) not in _SCHEMA_TYPES:
-        return
+    (lr > 0, batch_size > 0, ...); the message is prefixed with the key. A config read back from a
+    store has no schema attached: its values go through the group's schema that builds the same
+    target and has all its keys."""
     try:
-        OmegaConf.to_object(node)
+        if OmegaConf.get_type(node) in _SCHEMA_TYPES:
+            OmegaConf.to_object(node)
+            return
+        for schema in _schemas_of(key, node):
+            values = OmegaConf.to_container(node, resolve=True)  # interpolations need the root
+            try:
+                typed = OmegaConf.merge(OmegaConf.structured(schema), values)
+            except ConfigKeyError:
+                continue  # a key this schema lacks: it does not describe the node
+            OmegaConf.to_object(typed)
+            return
     except (ValueError, TypeError, OmegaConfBaseException) as err:
         raise FtlabError(f"{key}.{_first_line(err)}") from None
 
