@@ -18,10 +18,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def compose(overrides: list[str], output_dir: Path):
-    """The config `ftlab train OVERRIDES` would run, with a fixed output directory."""
+    """The config `ftlab train OVERRIDES` would run, with a fixed output directory: `loss=auto`
+    replaced by the loss it stands for, as `ftlab train` does in its checks."""
+    from ftlab.config.checks import choose_auto_loss
     from ftlab.config.setup import compose_train
 
-    return compose_train(overrides, output_dir)
+    cfg = compose_train(overrides, output_dir)
+    choose_auto_loss(cfg)
+    return cfg
 
 
 class StepTimer(L.Callback):

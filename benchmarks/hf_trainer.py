@@ -90,10 +90,10 @@ def main() -> None:
     from transformers import Trainer, TrainingArguments
 
     from ftlab import builders
-    from ftlab.config.setup import compose_train
+    from common import compose
 
     scratch = Path(tempfile.mkdtemp())
-    cfg = compose_train(args.overrides, scratch)
+    cfg = compose(args.overrides, scratch)
     torch.manual_seed(cfg.seed)
     datamodule = builders.build_datamodule(cfg)
     module = builders.build_model(cfg, datamodule)

@@ -38,10 +38,10 @@ def main() -> None:
     from hydra.utils import instantiate
 
     from ftlab import builders
-    from ftlab.config.setup import compose_train
+    from common import compose
 
     scratch = Path(tempfile.mkdtemp())
-    cfg = compose_train(args.overrides, scratch)
+    cfg = compose(args.overrides, scratch)
     # What seed_everything(seed) and Trainer(deterministic=True) set.
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
