@@ -87,10 +87,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
+    from common import compose
     from transformers import Trainer, TrainingArguments
 
     from ftlab import builders
-    from common import compose
 
     scratch = Path(tempfile.mkdtemp())
     cfg = compose(args.overrides, scratch)
@@ -118,17 +118,17 @@ def main() -> None:
         label_names=["labels"],
         disable_tqdm=True,
         report_to="none",
-        group_by_length=True,
+        train_sampling_strategy="group_by_length",  # its best setting for short texts
         remove_unused_columns=False,
     )
     train_loader = datamodule.train_dataloader()  # ftlab's loader, for its collate function
+    tokenizer, max_length = module.backbone.tokenizer, module.backbone.max_length
     trainer = Trainer(
         model=model,
         args=training,
-        train_dataset=WithTokenIds(
-            datamodule.dataset("train"), module.backbone.tokenizer, module.backbone.max_length
-        ),
-        eval_dataset=datamodule.dataset("val"),
+        # Both sets carry token ids: Trainer 5 groups evaluation batches by length too.
+        train_dataset=WithTokenIds(datamodule.dataset("train"), tokenizer, max_length),
+        eval_dataset=WithTokenIds(datamodule.dataset("val"), tokenizer, max_length),
         data_collator=Batches(train_loader.collate_fn),
     )
     step_ends = StepEnds()

@@ -35,10 +35,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
+    from common import compose
     from hydra.utils import instantiate
 
     from ftlab import builders
-    from common import compose
 
     scratch = Path(tempfile.mkdtemp())
     cfg = compose(args.overrides, scratch)

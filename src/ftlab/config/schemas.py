@@ -190,7 +190,9 @@ class _DataConfig:
     split_seed: int = 0  # splits depend on this seed alone, so runs with other seeds compare fairly
     max_samples: int | None = None  # keep a random subset of this size (quick runs, tests)
     shuffle_seed: int = II("seed")  # each epoch's training order follows from it and the epoch
-    group_by_length: bool = False  # text: batches of similar length (less padding), still seeded
+    # text: batches of similar length (less padding), still seeded. Off by default: on MiniLM/VADER
+    # it saved 3% of the fit and cost 6% of val loss at equal steps (README, Performance).
+    group_by_length: bool = False
 
     @staticmethod
     def declared_task(options: dict[str, Any]) -> str | None:
@@ -219,7 +221,6 @@ class VaderDataConfig(_DataConfig):
     _target_: str = "ftlab.data.vader.VaderDataModule"
     name: str = "vader"
     task: VaderTask = VaderTask.regression  # regression: mean valence; polarity: negative/positive
-    group_by_length: bool = True
     neutral_band: float = 0.5  # polarity drops words with |valence| <= neutral_band
 
     @staticmethod
@@ -289,7 +290,6 @@ class CsvDataConfig(_DataConfig):
     label_column: str = "label"
     task: LabelTask = LabelTask.classification
     delimiter: str | None = None  # null: tab for .tsv, comma otherwise
-    group_by_length: bool = True
 
     @staticmethod
     def declared_task(options: dict[str, Any]) -> str:

@@ -30,10 +30,9 @@ class CsvDataModule(SplitDataModule):
         label_column: str = "label",
         task: str = "classification",
         delimiter: str | None = None,
-        group_by_length: bool = True,  # text: batches of similar length pad less
         **kwargs,
     ) -> None:
-        super().__init__(group_by_length=group_by_length, **kwargs)
+        super().__init__(**kwargs)
         self.path = Path(path).expanduser()
         self.text_column, self.label_column = text_column, label_column
         self.label_task = str(getattr(task, "value", task))

@@ -46,10 +46,9 @@ class VaderDataModule(SplitDataModule):
         self,
         task: str = REGRESSION,
         neutral_band: float = 0.5,
-        group_by_length: bool = True,  # text: batches of similar length pad less
         **kwargs,
     ) -> None:
-        super().__init__(group_by_length=group_by_length, **kwargs)
+        super().__init__(**kwargs)
         self.vader_task = str(getattr(task, "value", task))
         self.neutral_band = neutral_band
 
