@@ -87,8 +87,11 @@ def _check_values(key: str, node: DictConfig) -> None:
         if OmegaConf.get_type(node) in _SCHEMA_TYPES:
             OmegaConf.to_object(node)
             return
-        for schema in _schemas_of(key, node):
-            values = OmegaConf.to_container(node, resolve=True)  # interpolations need the root
+        schemas = _schemas_of(key, node)
+        if not schemas:
+            return
+        values = OmegaConf.to_container(node, resolve=True)  # interpolations need the root
+        for schema in schemas:
             try:
                 typed = OmegaConf.merge(OmegaConf.structured(schema), values)
             except ConfigKeyError:

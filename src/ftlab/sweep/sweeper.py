@@ -261,10 +261,11 @@ class OptunaSweeper(Sweeper):
         """Hydra composes every job before launching it (the launcher may run elsewhere, where a
         bad override would fail late); a job shaped like one already composed, with the same keys,
         config choices and value types, would only repeat that work (about 0.4 s a trial)."""
-        new = [job for job in jobs if override_shape(job) not in self._composed_shapes]
+        new = {override_shape(job): job for job in jobs}
+        new = {shape: job for shape, job in new.items() if shape not in self._composed_shapes}
         if new:
-            self.validate_batch_is_legal(new)
-            self._composed_shapes.update(override_shape(job) for job in new)
+            self.validate_batch_is_legal(list(new.values()))
+            self._composed_shapes.update(new)
 
     def _run_async(self, pool, study, storage, plan, parent, n_trials) -> list[Any]:
         """`workers` processes, each given the next trial as soon as its last one ends."""

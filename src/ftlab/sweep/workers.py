@@ -10,10 +10,11 @@ Each trial runs exactly as Hydra's launchers run a job: the sweep config compose
 overrides, its own output folder, `.hydra/` files and log.
 
 The sweep's own process never imports torch or Lightning: for ftlab's app the workers start
-importing them the moment the pool exists, and the first worker checks the job config (the check reads the targets'
-signatures, so it needs those imports too) while the second warms up. Idle workers are killed at
-the end rather than asked to exit: every file and run a trial writes is closed before its result
-comes back, and an interpreter holding torch and Lightning takes seconds to tear itself down.
+importing them the moment the pool exists, and the first worker checks the job config (the check
+reads the targets' signatures, so it needs those imports too) while the others warm up. Idle
+workers are killed at the end rather than asked to exit: every file and run a trial writes is
+closed before its result comes back, and an interpreter holding torch and Lightning takes seconds
+to tear itself down.
 """
 
 from __future__ import annotations
