@@ -112,6 +112,16 @@ def test_a_stored_config_cannot_switch_safety_off(where: str, setting: dict, wor
     assert f"{where}.{next(iter(setting))}" in message and "turns off a safety check" in message
 
 
+def test_a_stored_config_gets_the_value_checks_a_composed_one_gets(workdir: Path) -> None:
+    """A logged config.yaml is plain YAML, without the schema that refuses `lr=-1` when Hydra
+    composes; reproduce still refuses it in one line, before a run or an output folder exists."""
+    config = tiny_config()
+    config["optimizer"]["lr"] = -1.0
+    run_id = store_run(workdir, config)
+    message = refused(workdir, "reproduce", run_id)
+    assert message == "error: optimizer.lr must be > 0 (got -1.0)", message
+
+
 def test_a_stored_config_cannot_read_the_environment(workdir: Path) -> None:
     config = tiny_config()
     config["run_name"] = "leak-${oc.env:AWS_SECRET_ACCESS_KEY}"
