@@ -392,3 +392,32 @@ def test_deleted_experiment_is_a_clear_error(workdir: Path) -> None:
         and "mlflow experiments restore" in result.stderr
     )
     assert all_runs(store) == []
+
+
+def test_the_reporter_sends_once_per_interval_unless_someone_waits(tmp_path: Path) -> None:
+    """While training, metrics go out at most every SEND_INTERVAL_S (each send is Python that
+    the training thread waits for, through the GIL); `drain`, which a run's end calls, does not
+    wait for the interval."""
+    from ftlab.tracking.reporter import SEND_INTERVAL_S, RunReporter
+    from ftlab.tracking.spool import MetricSpool
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("reporting")).info.run_id
+    spool = MetricSpool(tmp_path / "spool")
+    spool.append([("train/loss", 1.0, 0, 0)])
+    spool.commit()
+    reporter = RunReporter(uri, run_id, spool, heartbeat_s=None).start()
+    try:
+        deadline = time.monotonic() + 60
+        while spool.pending() and time.monotonic() < deadline:  # the first send: at once
+            time.sleep(0.05)
+        assert not spool.pending()
+        spool.append([("train/loss", 0.5, 0, 1)])
+        spool.commit()
+        time.sleep(1.0)
+        assert spool.pending(), f"sent again within {SEND_INTERVAL_S} s"
+        assert reporter.drain(SEND_INTERVAL_S / 2), "drain waited for the send interval"
+    finally:
+        reporter.close(30)
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1]

@@ -200,3 +200,13 @@ def test_batches_grouped_by_length_stay_a_function_of_seed_and_epoch() -> None:
     assert sum(spread) / len(spread) < 3  # similar lengths in a batch (ungrouped: about 20)
     assert len(batches[-1]) == 1000 % 16  # the short batch last: DataLoader cuts at batch ends
     assert order(0, resume_at=(0, 32)) == first[32:]
+
+
+def test_the_progress_bar_redraws_at_most_every_fifth_of_a_second_and_at_the_last_batch() -> None:
+    from ftlab.callbacks.progress import EpochProgressBar
+
+    bar = EpochProgressBar()
+    assert bar._redraw_due(1, 100)
+    assert not bar._redraw_due(2, 100), "redrawn right after the last redraw"
+    assert bar._redraw_due(100, 100), "the epoch's last batch must show"
+    assert not bar._redraw_due(3, float("inf"))

@@ -211,8 +211,8 @@ def _tracked_run(
 
             record_differences(run, differences)
         interval = cfg.logger.get("system_metrics_interval", 10)
-        reporter = run.start_reporting(interval if cfg.logger.get("system_metrics", True) else None)
-        yield run, MlflowRunLogger(run.spool, str(run.run_id), logged_steps, reporter.wake)
+        run.start_reporting(interval if cfg.logger.get("system_metrics", True) else None)
+        yield run, MlflowRunLogger(run.spool, str(run.run_id), logged_steps)
 
 
 def _record_topology(run: Any, trainer: Any, cfg: DictConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, PearsonCorrCoef
@@ -32,3 +33,43 @@ def task_metrics(
     collection = MetricCollection(metrics, prefix=prefix)
     collection.persistent(persistent)
     return collection
+
+
+class ChunkedUpdates:
+    """A stage's per-step (predictions, targets), handed to its metric collection CHUNK steps at
+    a time.
+
+    A torchmetrics update costs about a millisecond of Python whatever the batch size (measured:
+    1.2 ms of a 27 ms digits CNN step); one update per chunk pays it once. The states are counts
+    and sums, so accuracy and F1 come out identical and regression metrics equal up to float
+    rounding. Chunks end at the same steps of an epoch whether or not the run was resumed in
+    between: the steps still pending travel in the checkpoint (`pending`, `restore`)."""
+
+    CHUNK = 32
+
+    def __init__(self, metrics: MetricCollection) -> None:
+        self.metrics = metrics
+        self._steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add(self, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        self._steps.append((predictions.detach(), targets.detach()))
+        if len(self._steps) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Update the metrics with every pending step; before `compute`, and at each chunk's end."""
+        if not self._steps:
+            return
+        device = next(iter(self.metrics.values())).device
+        predictions, targets = zip(*self._steps, strict=True)
+        self.metrics.update(
+            torch.cat([p.to(device) for p in predictions]),
+            torch.cat([t.to(device) for t in targets]),
+        )
+        self._steps = []
+
+    def pending(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(p.cpu(), t.cpu()) for p, t in self._steps]
+
+    def restore(self, pending: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self._steps = [(p, t) for p, t in pending]

@@ -23,7 +23,6 @@ class MlflowRunLogger(Logger):
         spool: MetricSpool | None,
         run_id: str,
         logged_steps: dict[str, int] | None = None,
-        on_commit: Any = None,
     ) -> None:
         super().__init__()
         self.spool, self.run_id = spool, run_id
@@ -31,10 +30,6 @@ class MlflowRunLogger(Logger):
         # and the interruption, already stored (and equal, training being deterministic); and
         # Lightning logs `epoch` with every call at a step. Each (key, step) is stored once.
         self.logged_steps = dict(logged_steps or {})
-        self.on_commit = on_commit  # wakes the reporter; not carried into spawned processes
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "on_commit": None}
 
     @property
     def name(self) -> str:
@@ -61,11 +56,10 @@ class MlflowRunLogger(Logger):
 
     @rank_zero_only
     def flush(self) -> None:
-        """A commit point (checkpoints call it): what was logged is on disk and on its way."""
+        """A commit point (checkpoints call it): what was logged is on disk; the reporter sends it
+        within its send interval."""
         if self.spool is not None:
             self.spool.commit()
-        if self.on_commit is not None:
-            self.on_commit()
 
     def save(self) -> None:
         """Lightning calls this after every log call; the spool is written as it goes."""

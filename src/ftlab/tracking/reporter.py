@@ -16,6 +16,10 @@ from ftlab.names import TAG_HEARTBEAT
 from ftlab.tracking.spool import MetricSpool
 
 HEARTBEAT_S = 30.0
+# While training, metrics go out at most this often. A send is tens of milliseconds of Python
+# (MLflow's SQLAlchemy store), each taken from the training thread by the GIL: a digits CNN run
+# that sent at every epoch end and every idle second spent a millisecond of each 25 ms step on it.
+SEND_INTERVAL_S = 5.0
 _BACKOFF_MAX_S = 10.0
 
 
@@ -34,7 +38,8 @@ class RunReporter:
         self.system_step = system_step
         self.heartbeat_s = heartbeat_s
         self.last_error: str | None = None
-        self._wake, self._stop = threading.Event(), threading.Event()
+        # _hurry: someone waits for the spool to be sent (drain, close); _stop: the run ends.
+        self._hurry, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ftlab-reporter", daemon=True)
         self._client: Any = None
         self._sampler: Any = None
@@ -50,21 +55,21 @@ class RunReporter:
         self._thread.start()
         return self
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def drain(self, timeout_s: float) -> bool:
         """Wait (the thread keeps sending) until the spool is sent; True when it was."""
         deadline = time.monotonic() + timeout_s
-        while self.spool.pending() and time.monotonic() < deadline:
-            self._wake.set()
-            time.sleep(0.05)
+        self._hurry.set()
+        try:
+            while self.spool.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            self._hurry.clear()
         return not self.spool.pending()
 
     def close(self, timeout_s: float) -> bool:
         """Stop sampling, send what is left (for up to `timeout_s`); True when all was sent."""
         self._stop.set()
-        self._wake.set()
+        self._hurry.set()
         self._thread.join()
         deadline, backoff = time.monotonic() + timeout_s, 0.5
         while self.spool.pending():
@@ -77,7 +82,7 @@ class RunReporter:
 
     # ------------------------------------------------------------ the thread
     def _loop(self) -> None:
-        next_beat = next_sample = time.monotonic()
+        next_beat = next_sample = next_send = time.monotonic()
         backoff = 0.5
         while not self._stop.is_set():
             now = time.monotonic()
@@ -87,15 +92,20 @@ class RunReporter:
             if self.heartbeat_s is not None and now >= next_beat:
                 self._beat()
                 next_beat = now + self.heartbeat_s
-            sent = self._send_some()
-            if sent is False:
-                self._wake.wait(backoff)  # the server is away: try again later, sooner if woken
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-            else:
-                backoff = 0.5
-                if not sent:
-                    self._wake.wait(1.0)
-            self._wake.clear()
+            if now >= next_send or self._hurry.is_set():
+                sent = self._send_some()
+                if sent is False:  # the server is away: try again later
+                    next_send = now + backoff
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                else:
+                    backoff = 0.5
+                    # A backlog (after an outage) goes out batch after batch.
+                    backlog = sent and self.spool.pending()
+                    next_send = now if backlog else now + SEND_INTERVAL_S
+            due = [next_send, next_beat if self.heartbeat_s is not None else next_send]
+            if self._sampler is not None:
+                due.append(next_sample)
+            self._hurry.wait(max(0.0, min(due) - time.monotonic()))
 
     def _send_some(self) -> bool | None:
         """Send one batch of the spool: True sent, None nothing to send, False the server failed."""
