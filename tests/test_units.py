@@ -210,3 +210,20 @@ def test_the_progress_bar_redraws_at_most_every_fifth_of_a_second_and_at_the_las
     assert not bar._redraw_due(2, 100), "redrawn right after the last redraw"
     assert bar._redraw_due(100, 100), "the epoch's last batch must show"
     assert not bar._redraw_due(3, float("inf"))
+
+
+def test_a_run_leaves_the_garbage_collector_on_and_unfrozen(tmp_path: Path) -> None:
+    """A run pauses Python's collector while it sets up and freezes its setup while it fits; a
+    sweep worker runs trial after trial in one process, so both must be undone however the run
+    ends."""
+    import gc
+
+    from ftlab.train import train
+
+    gc.enable()
+    run = [*TINY_DIGITS_RUN, "logger.enabled=false", "test=false"]
+    train(compose_train(run, str(tmp_path / "ok")))
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(FtlabError, match="data.root"):
+        train(compose_train([*run, "data=image_folder", "data.root=/nonexistent"], str(tmp_path)))
+    assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -46,6 +46,11 @@ DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks 
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     """Fine-tune as configured. Returns the objective for sweeps (`value`: best monitored score,
     `pruned_at_epoch`) and the final `metrics`."""
+    with _no_garbage_collection_in_setup():
+        return _train(cfg, multirun)
+
+
+def _train(cfg: DictConfig, multirun: bool) -> dict[str, Any]:
     from ftlab.reproduce.handoff import reproduce_request, resume_request
 
     resume, reproduce = resume_request(), reproduce_request()
@@ -288,7 +293,8 @@ def _fit_and_test(
     # Lightning runs a compiled module's forward and keeps the weights in `model` itself.
     runnable = torch.compile(model) if cfg.trainer.get("compile") else model
     # weights_only: a checkpoint is loaded without running any pickled code.
-    trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    with _collector_skips_setup():
+        trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     # Testing replaces the trainer's metrics: the last epoch's val/* are kept for the objective.
     fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = _best_checkpoint(trainer)
@@ -313,6 +319,39 @@ def _fit_and_test(
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if best else "final metrics", shown)
     return _objective(cfg, trainer, metrics, final)
+
+
+@contextlib.contextmanager
+def _no_garbage_collection_in_setup() -> Iterator[None]:
+    """Python's cyclic garbage collector stays off while a run imports and builds what it needs.
+    Full collections walk every object alive, and imports keep adding objects that live as long
+    as the process: measured on the digits CNN, 9 full collections during start-up took 2.3 s and
+    found next to nothing. Fitting turns it back on (`_collector_skips_setup`); so does the end of
+    the run however it ends, since a sweep worker goes on to its next trial."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _collector_skips_setup() -> Iterator[None]:
+    """Collect garbage while fitting, but leave the ~800k objects of the imports and the built run
+    alone (frozen): each full collection walks them all, 0.3-0.6 s here. Unfrozen afterwards, so
+    whatever became garbage meanwhile is still collected."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _objective(
@@ -480,4 +519,11 @@ if __name__ == "__main__":
     from ftlab.config.resolvers import add_default_output_dirs
 
     add_default_output_dirs(sys.argv)
-    main()
+    try:
+        main()
+    finally:
+        import gc
+
+        # The interpreter's exit runs one last full collection over every object (1.3 s after a
+        # digits run, all of it live until the end anyway): frozen objects are skipped.
+        gc.freeze()
