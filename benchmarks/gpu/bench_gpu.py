@@ -130,7 +130,7 @@ def measure(
     name: str, overrides: list[str], sides: list[str], steps: int, rounds: int, workdir: Path
 ) -> dict[str, list[float]]:
     """Step times per side over rounds, who goes first rotating; a side that fails is reported
-    and left out, so one broken side does not cost the others' figures."""  # fmt: skip
+    and left out, so one broken side does not cost the others' figures."""
     times: dict[str, list[float]] = {side: [] for side in sides}
     for round_number in range(rounds):
         shift = round_number % len(sides)

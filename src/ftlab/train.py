@@ -7,6 +7,7 @@ can re-execute the very same command line for each extra rank.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -328,15 +329,12 @@ def _no_garbage_collection_in_setup() -> Iterator[None]:
     as the process: measured on the digits CNN, 9 full collections during start-up took 2.3 s and
     found next to nothing. Fitting turns it back on (`_collector_skips_setup`); so does the end of
     the run however it ends, since a sweep worker goes on to its next trial."""
-    import gc
-
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        (gc.enable if enabled else gc.disable)()  # as the caller had it, fitting or not
 
 
 @contextlib.contextmanager
@@ -344,8 +342,6 @@ def _collector_skips_setup() -> Iterator[None]:
     """Collect garbage while fitting, but leave the ~800k objects of the imports and the built run
     alone (frozen): each full collection walks them all, 0.3-0.6 s here. Unfrozen afterwards, so
     whatever became garbage meanwhile is still collected."""
-    import gc
-
     gc.freeze()
     gc.enable()
     try:
@@ -522,8 +518,6 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        import gc
-
         # The interpreter's exit runs one last full collection over every object (1.3 s after a
         # digits run, all of it live until the end anyway): frozen objects are skipped.
         gc.freeze()

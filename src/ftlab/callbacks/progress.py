@@ -34,7 +34,9 @@ class EpochProgressBar(RichProgressBar):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self.is_disabled and self._redraw_due(batch_idx + 1, self.total_train_batches):
+        if self.is_disabled:  # other ranks than 0
+            return
+        if self._redraw_due(batch_idx + 1, self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(

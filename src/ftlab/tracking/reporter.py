@@ -21,6 +21,7 @@ HEARTBEAT_S = 30.0
 # that sent at every epoch end and every idle second spent a millisecond of each 25 ms step on it.
 SEND_INTERVAL_S = 5.0
 _BACKOFF_MAX_S = 10.0
+_DRAIN_POLL_S = 0.05  # while someone waits for the spool: how often it is looked at
 
 
 class RunReporter:
@@ -61,7 +62,7 @@ class RunReporter:
         self._hurry.set()
         try:
             while self.spool.pending() and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(_DRAIN_POLL_S)
         finally:
             self._hurry.clear()
         return not self.spool.pending()
@@ -102,10 +103,16 @@ class RunReporter:
                     # A backlog (after an outage) goes out batch after batch.
                     backlog = sent and self.spool.pending()
                     next_send = now if backlog else now + SEND_INTERVAL_S
-            due = [next_send, next_beat if self.heartbeat_s is not None else next_send]
+            due = [next_send]
+            if self.heartbeat_s is not None:
+                due.append(next_beat)
             if self._sampler is not None:
                 due.append(next_sample)
-            self._hurry.wait(max(0.0, min(due) - time.monotonic()))
+            wait_s = max(0.0, min(due) - time.monotonic())
+            if self._hurry.is_set():  # a set event does not wait: poll, as drain does
+                self._stop.wait(min(wait_s, _DRAIN_POLL_S))
+            else:
+                self._hurry.wait(wait_s)
 
     def _send_some(self) -> bool | None:
         """Send one batch of the spool: True sent, None nothing to send, False the server failed."""
