@@ -421,3 +421,66 @@ def test_the_reporter_sends_once_per_interval_unless_someone_waits(tmp_path: Pat
     finally:
         reporter.close(30)
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1]
+
+
+TRAINING_PROBE = '''
+import json, os, sys
+import lightning.pytorch as L
+import psutil
+
+class Probe(L.Callback):
+    """Notes, at the end of fitting, whether this (the training) process has loaded MLflow."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module):
+        with open(self.out, "w") as file:
+            rss_mb = psutil.Process().memory_info().rss / 2**20
+            json.dump({"mlflow_loaded": "mlflow" in sys.modules, "rss_mb": rss_mb}, file)
+'''
+
+
+def test_a_new_run_leaves_mlflow_to_its_helper_process(workdir: Path) -> None:
+    """`ftlab train` makes a new run's MLflow calls through its helper process (loaded while
+    torch loads): the training process never imports MLflow when no model is logged, and yet the
+    run holds everything (params, metrics, system metrics of the training process, the status),
+    and the helper is gone when the command returns."""
+    import json
+
+    import psutil
+
+    (workdir / "training_probe.py").write_text(TRAINING_PROBE)
+    out = workdir / "probe.json"
+    env = {**cli_env(), "PYTHONPATH": str(workdir)}
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", "logger.log_model=false",
+        "logger.system_metrics_interval=1", "hydra.run.dir=out",
+        f"+callbacks.probe={{_target_: training_probe.Probe, out: '{out}'}}",
+        cwd=workdir, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(out.read_text())
+    assert probe["mlflow_loaded"] is False
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.lr"] and "data.fingerprint" in run.data.params
+    assert {"train/loss", "val/loss", "test/loss"} <= set(run.data.metrics)
+    # The helper samples the training process (its own memory is a fraction of that).
+    client = MlflowClient(local_store(workdir))
+    history = client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")
+    assert max(m.value for m in history) > 0.8 * probe["rss_mb"], (history, probe)
+    left = [
+        p for p in psutil.process_iter(["cmdline"])
+        if "ftlab.tracking.helper" in " ".join(p.info["cmdline"] or []) and _cwd(p) == workdir
+    ]  # fmt: skip
+    assert left == []
+
+
+def _cwd(process) -> Path | None:
+    import psutil
+
+    try:
+        return Path(process.cwd())
+    except psutil.Error:
+        return None

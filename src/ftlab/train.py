@@ -55,42 +55,44 @@ def _train(cfg: DictConfig, multirun: bool) -> dict[str, Any]:
     from ftlab.reproduce.handoff import reproduce_request, resume_request
 
     resume, reproduce = resume_request(), reproduce_request()
-    # Every input the config alone can tell about is checked first, in seconds: bad input fails
-    # with one line and leaves nothing behind.
-    _check_inputs(cfg, multirun, resume or reproduce)
-    tracking_uri = _tracking_store(cfg)
+    # MLflow loads in a helper process meanwhile, on another core; it creates the run when asked.
+    with _tracking_helper(cfg, resume or reproduce) as helper:
+        # Every input the config alone can tell about is checked first, in seconds: bad input
+        # fails with one line and leaves nothing behind.
+        _check_inputs(cfg, multirun, resume or reproduce)
+        tracking_uri = _tracking_store(cfg)
+        # Heavy imports only once the cheap checks passed.
+        import lightning.pytorch as L
 
-    # Heavy imports only once the cheap checks passed.
-    import lightning.pytorch as L
+        from ftlab.console import file_log, quiet_lightning
 
-    from ftlab.console import file_log, quiet_lightning
-
-    quiet_lightning()
-    file_log()
-    run_name = _announce(cfg, tracking_uri)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # Data before the model: a missing or unreadable file fails before a backbone loads.
-    datamodule = _setup_data(cfg)
-    # The model after the data: the head's width and the loss follow the data's task and classes.
-    model = _setup_model(cfg, datamodule)
-    # The trainer last: the schedule inside it is sized from the data's length.
-    trainer = _setup_trainer(cfg, multirun, tracking=tracking_uri is not None)
-    checkpoint = resume.checkpoint if resume else None
-    if tracking_uri is None:
-        return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
-    if trainer.global_rank != 0:
-        return _fit_and_test_silently(cfg, trainer, model, datamodule, checkpoint)
-    # The tracked run exists only from here: everything it records was already built.
-    with _tracked_run(cfg, tracking_uri, run_name, resume, reproduce, datamodule) as (run, logger):
-        trainer.loggers = [logger]
-        _record_topology(run, trainer, cfg)
-        try:
-            result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
-        except SystemExit:
-            _offer_resume_if_stopped(run, trainer)
-            raise
-        _record_results(cfg, run, trainer, model, datamodule)
-    return result
+        quiet_lightning()
+        file_log()
+        run_name = _announce(cfg, tracking_uri)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        # Data before the model: a missing or unreadable file fails before a backbone loads.
+        datamodule = _setup_data(cfg)
+        # The model after the data: the head's width and the loss follow the data's task and classes.
+        model = _setup_model(cfg, datamodule)
+        # The trainer last: the schedule inside it is sized from the data's length.
+        trainer = _setup_trainer(cfg, multirun, tracking=tracking_uri is not None)
+        checkpoint = resume.checkpoint if resume else None
+        if tracking_uri is None:
+            return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
+        if trainer.global_rank != 0:
+            return _fit_and_test_silently(cfg, trainer, model, datamodule, checkpoint)
+        # The tracked run exists only from here: everything it records was already built.
+        tracked = _tracked_run(cfg, tracking_uri, run_name, resume, reproduce, datamodule, helper)
+        with tracked as (run, logger):
+            trainer.loggers = [logger]
+            _record_topology(run, trainer, cfg)
+            try:
+                result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
+            except SystemExit:
+                _offer_resume_if_stopped(run, trainer)
+                raise
+            _record_results(cfg, run, trainer, model, datamodule)
+        return result
 
 
 # ------------------------------------------------------------------ 1. checks
@@ -126,6 +128,45 @@ def _tracking_store(cfg: DictConfig) -> str | None:
     check_store_location(tracking_uri)
     check_reachable(tracking_uri)
     return tracking_uri
+
+
+def _tracking_uri(cfg: DictConfig) -> str | None:
+    """Where the config says the run is tracked, before any check (None where that cannot be
+    told yet: `_tracking_store` says why, in its turn)."""
+    from ftlab.tracking.store import resolve_tracking_uri
+
+    try:
+        return resolve_tracking_uri(cfg.logger.get("tracking_uri"), cfg.paths.root_dir)
+    except Exception:  # noqa: BLE001 - reported by the checks
+        return None
+
+
+@contextlib.contextmanager
+def _tracking_helper(cfg: DictConfig, stored: Any) -> Iterator[Any]:
+    """ftlab's tracking helper process (tracking/helper.py), for a new run in a process that has
+    not loaded MLflow: it imports MLflow and opens the store (2-4 s) while this process checks the
+    config, imports torch and builds; it creates nothing until asked. None where MLflow costs
+    little or nothing more in this process: a sweep's trials (their worker loaded it for its first
+    trial), resumed and reproduced runs (they read the stored run here, after their config's
+    checks), DDP ranks that record nothing, untracked runs."""
+    wanted = (
+        cfg.logger.get("enabled")
+        and stored is None
+        and not cfg.get(TRIAL_KEY)
+        and not _relaunched_rank()
+        and "mlflow" not in sys.modules
+    )
+    tracking_uri = _tracking_uri(cfg) if wanted else None
+    if tracking_uri is None:
+        yield None
+        return
+    from ftlab.tracking.helper import HelperCalls
+
+    helper = HelperCalls(tracking_uri)
+    try:
+        yield helper
+    finally:
+        helper.shutdown()
 
 
 # ------------------------------------------------------------------ 2. the parts
@@ -184,7 +225,13 @@ def _trial_pruning(cfg: DictConfig) -> Any:
 # ------------------------------------------------------------------ 3. the tracked run
 @contextlib.contextmanager
 def _tracked_run(
-    cfg: DictConfig, tracking_uri: str, name: str | None, resume: Any, reproduce: Any, data: Any
+    cfg: DictConfig,
+    tracking_uri: str,
+    name: str | None,
+    resume: Any,
+    reproduce: Any,
+    data: Any,
+    helper: Any,
 ) -> Iterator[tuple[Any, Any]]:
     """The MLflow run (a new one, or the one being resumed) with its start recorded, and the
     Lightning logger that writes into it; leaving the block ends the run with its status."""
@@ -203,7 +250,7 @@ def _tracked_run(
         tracking_uri, str(cfg.experiment_name), name or "", tags, command_line(),
         resume_run_id=resume.run_id if resume else None,
         spool_dir=Path(cfg.paths.output_dir) / SPOOL_DIR,
-        send_timeout_s=float(cfg.logger.get("send_timeout_s", 120)),
+        send_timeout_s=float(cfg.logger.get("send_timeout_s", 120)), calls=helper,
     ) as run:  # fmt: skip
         os.environ[DDP_RUN_ID_VARIABLE] = str(run.run_id)
         file_log().info("run %s (%s) in %s", run.run_id, run.run_name, cfg.experiment_name)

@@ -17,7 +17,7 @@ from ftlab.names import (
     TAG_TRIAL_NUMBER,
     TAG_TRIAL_STATE,
 )
-from ftlab.tracking.run import ensure_experiment
+from ftlab.tracking.calls import ensure_experiment
 from ftlab.tracking.store import prepare_local_store, resolve_tracking_uri
 from ftlab.tracking.ui import ui_runs_link
 

@@ -2,17 +2,16 @@
 status whatever happens (FINISHED, FAILED with the traceback, KILLED on Ctrl-C or SIGTERM; the
 decision is `ftlab.stopping.final_status`).
 
-While it is open, a reporter thread sends the metric spool, samples system metrics and beats the
-heartbeat, so the training thread never waits on the tracking server.
+While it is open, a reporter sends the metric spool, samples system metrics and beats the
+heartbeat in the background, so the training thread never waits on the tracking server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,12 +20,9 @@ from ftlab.errors import FtlabError
 from ftlab.names import TAG_ERROR, TRACEBACK_ARTIFACT
 from ftlab.redact import redact_text
 from ftlab.stopping import STOP, final_status
-from ftlab.tracking.reporter import RunReporter
+from ftlab.tracking.calls import MlflowCalls
 from ftlab.tracking.spool import MetricSpool
-from ftlab.tracking.store import local_artifact_root, prepare_local_store
 
-MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
-EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 SEND_TIMEOUT_S = 120.0  # at the end, how long to wait for the spool to reach a server that is away
 
 
@@ -35,6 +31,8 @@ class TrackedRun:
 
     `with TrackedRun(...) as run:` creates the run (and the experiment if needed), or reopens
     `resume_run_id`; leaving the block sends what is left of the spool and sets the final status.
+    Its MLflow calls are made in this process, or by ftlab's tracking helper process when one is
+    given as `calls` (tracking/helper.py); `client` is always this process's own.
     """
 
     def __init__(
@@ -47,12 +45,11 @@ class TrackedRun:
         resume_run_id: str | None = None,
         spool_dir: str | Path | None = None,
         send_timeout_s: float = SEND_TIMEOUT_S,
+        calls: Any = None,
     ) -> None:
-        from mlflow.tracking import MlflowClient
-
-        prepare_local_store(tracking_uri)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        self._own_calls = MlflowCalls(tracking_uri)
+        self.calls = calls if calls is not None else self._own_calls
         self.experiment_name, self.run_name = experiment_name, run_name
         self.tags = dict(tags or {})
         if description:
@@ -62,22 +59,26 @@ class TrackedRun:
         self.experiment_id: str | None = None
         self.spool = MetricSpool(spool_dir) if spool_dir is not None else None
         self.send_timeout_s = send_timeout_s
-        self.reporter: RunReporter | None = None
+        self.reporting = False
         self.offline = False  # the server went away: the end is recorded in the spool
+
+    @property
+    def client(self) -> Any:
+        """MLflow's client in this process (MLflow is imported at first use)."""
+        return self._own_calls.client
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> TrackedRun:
-        with _refusals_named(self.tracking_uri, self.experiment_name):
+        try:
             if self.resuming:  # the same run continues: RUNNING again, its name and tags kept
-                run = self.client.get_run(self.run_id)
-                self.experiment_id, self.run_name = run.info.experiment_id, run.info.run_name
-                self.client.update_run(self.run_id, status="RUNNING")
+                opened = self.calls.reopen_run(self.run_id, self.experiment_name)
+                self.experiment_id, self.run_name = opened["experiment_id"], opened["run_name"]
             else:
-                self.experiment_id = self._experiment_id()
-                run = self.client.create_run(
-                    self.experiment_id, run_name=self.run_name, tags=self.tags
-                )
-                self.run_id = run.info.run_id
+                created = self.calls.create_run(self.experiment_name, self.run_name, self.tags)
+                self.run_id, self.experiment_id = created["run_id"], created["experiment_id"]
+        except BaseException:
+            self.calls.shutdown()
+            raise
         STOP.install()
         if self.spool is not None:
             self.spool.write_run(
@@ -85,31 +86,32 @@ class TrackedRun:
             )
         return self
 
-    def start_reporting(self, system_metrics_interval: float | None) -> RunReporter:
-        """Start the thread that sends the spool (and samples system/* metrics when asked)."""
+    def start_reporting(self, system_metrics_interval: float | None) -> None:
+        """Start sending the spool in the background (and sampling system/* metrics when asked)."""
         system_step = 1 + max(
             (s for k, s in self.last_metric_steps().items() if k.startswith("system/")),
             default=-1,
         ) if self.resuming else 0  # fmt: skip
-        self.reporter = RunReporter(
-            self.tracking_uri, self.run_id, self.spool or MetricSpool(_scratch_spool()),
-            system_metrics_interval, system_step,
-        ).start()  # fmt: skip
-        return self.reporter
+        if self.spool is None:
+            self.spool = MetricSpool(_scratch_spool())
+        self.calls.start_reporting(
+            self.run_id, str(self.spool.directory), system_metrics_interval, system_step,
+            os.getpid(),
+        )  # fmt: skip
+        self.reporting = True
 
     def wait_until_sent(self) -> None:
         """Block until the spool is on the server (or the send timeout passed)."""
         if self.spool is not None:
             self.spool.commit()
-        if self.reporter is not None:
-            self.reporter.drain(self.send_timeout_s)
+        if self.reporting:
+            self.calls.drain(self.send_timeout_s)
 
     def send_pending(self) -> None:
         """Send what an earlier process of this run left in the spool (before a resume reads the
         steps already stored)."""
         if self.spool is not None and self.spool.pending():
-            sender = RunReporter(self.tracking_uri, self.run_id, self.spool, heartbeat_s=None)
-            sender.start().close(self.send_timeout_s)
+            self.calls.send_pending(self.run_id, str(self.spool.directory), self.send_timeout_s)
 
     def __exit__(
         self,
@@ -119,31 +121,41 @@ class TrackedRun:
     ) -> None:
         status = final_status(kind, error, STOP.requested)
         STOP.uninstall()
-        if status == "FAILED":
-            self._log_traceback(kind, error, tb)
-        self._finish_sending()
-        if self.spool is not None:
-            self.spool.write_run({"status": status})
-        if self.offline:
-            return  # `ftlab sync` sets it
         try:
-            self.client.set_terminated(self.run_id, status=status)
+            if status == "FAILED":
+                self._log_traceback(kind, error, tb)
+            self._finish_sending()
+            if self.spool is not None:
+                self.spool.write_run({"status": status})
+            if not self.offline:  # offline: `ftlab sync` sets it
+                self._set_terminated(status)
+        finally:
+            self.calls.shutdown()
+
+    def _set_terminated(self, status: str) -> None:
+        try:
+            self.calls.set_terminated(self.run_id, status)
         except Exception as err:  # noqa: BLE001 - the server is away: say how to finish later
             print(
                 f"warning: could not set run {self.run_id} {status} on {redact_text(self.tracking_uri)} "
-                f"({str(err).splitlines()[0][:160]}); {self._sync_hint()}",
+                f"({redact_text(str(err).splitlines()[0][:160])}); {self._sync_hint()}",
                 file=sys.stderr,
             )
 
     def _finish_sending(self) -> None:
-        if self.reporter is None:
+        if not self.reporting:
             return
         if self.spool is not None:
             self.spool.commit()
-        if not self.reporter.close(self.send_timeout_s):
+        self.reporting = False
+        try:
+            outcome = self.calls.stop_reporting(self.send_timeout_s)
+        except Exception as err:  # noqa: BLE001 - the helper is gone: the spool keeps it all
+            outcome = {"sent": False, "last_error": str(err)}
+        if not outcome["sent"]:
             print(
                 f"warning: the tracking server did not take all metrics of run {self.run_id} "
-                f"({self.reporter.last_error}); they are kept on disk: {self._sync_hint()}",
+                f"({outcome['last_error']}); they are kept on disk: {self._sync_hint()}",
                 file=sys.stderr,
             )
 
@@ -151,26 +163,13 @@ class TrackedRun:
         folder = self.spool.directory.parent if self.spool is not None else "RUN_DIR"
         return f"send them later with: ftlab sync {folder}"
 
-    def _experiment_id(self) -> str:
-        return ensure_experiment(self.client, self.tracking_uri, self.experiment_name)
-
     # ------------------------------------------------------------ writing
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        entries = [Param(key, _param_value(value)) for key, value in params.items()]
-        for start in range(0, len(entries), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(
-                self.run_id, params=entries[start : start + 100], synchronous=True
-            )
+        self.calls.log_params(self.run_id, {key: str(value) for key, value in params.items()})
 
     def last_metric_steps(self) -> dict[str, int]:
         """The highest step logged per metric key (what a resumed run must not log again)."""
-        keys = self.client.get_run(self.run_id).data.metrics
-        return {
-            key: max(m.step for m in self.client.get_metric_history(self.run_id, key))
-            for key in keys
-        }
+        return self.calls.last_metric_steps(self.run_id)
 
     # ------------------------------------------------------------ the end, online or not
     def go_offline_if_away(self) -> bool:
@@ -194,30 +193,23 @@ class TrackedRun:
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.offline:
             return self.spool.add_tags({k: str(v) for k, v in tags.items()})
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(
-            self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
-        )
+        self.calls.set_tags(self.run_id, {k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if self.offline:
             return self.spool.keep_artifact(path, artifact_path)
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        elif path.is_file():
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.calls.log_artifact(self.run_id, str(path.absolute()), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if self.offline:
             return self.spool.keep_text(text, artifact_file)
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.calls.log_text(self.run_id, text, artifact_file)
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         if self.offline:
             return self.spool.keep_text(json.dumps(data, indent=2), artifact_file)
-        self.client.log_dict(self.run_id, data, artifact_file)
+        self.calls.log_dict(self.run_id, data, artifact_file)
 
     def _log_traceback(
         self, kind: type[BaseException], error: BaseException | None, tb: TracebackType | None
@@ -230,44 +222,6 @@ class TrackedRun:
             self.set_tags({TAG_ERROR: summary})
         except Exception:  # noqa: BLE001 - the status must still be set when the store misbehaves
             pass
-
-
-@contextlib.contextmanager
-def _refusals_named(tracking_uri: str, experiment: str) -> Iterator[None]:
-    """A server that refuses this user (a team server with logins) says so in one line."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as err:
-        if err.error_code not in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
-            raise
-        import os
-
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
-        raise FtlabError(
-            f"MLflow tracking server {redact_text(tracking_uri)} refused {user} writing to "
-            f"experiment '{experiment}' ({err.error_code}): ask its owner for EDIT permission, "
-            "or set experiment_name to one of your own"
-        ) from None
-
-
-def ensure_experiment(client: Any, tracking_uri: str, name: str) -> str:
-    """The id of experiment `name`, created (with ftlab's artifact location and the
-    model-training kind tag) when missing; a deleted one is a clear error."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        return client.create_experiment(
-            name,
-            artifact_location=_experiment_artifacts(tracking_uri, name),
-            tags=dict([EXPERIMENT_KIND_TAG]),
-        )
-    if experiment.lifecycle_stage == "deleted":
-        raise FtlabError(
-            f"experiment_name: experiment '{name}' is deleted in {tracking_uri}; restore it "
-            f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
-        )
-    return experiment.experiment_id
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
@@ -320,22 +274,6 @@ def _auth_headers() -> dict[str, str]:
         pair = base64.b64encode(f"{user}:{password}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
     return {}
-
-
-def _param_value(value: Any) -> str:
-    text = str(value)
-    if len(text) > MAX_PARAM_LENGTH:
-        # Never a silent cut: the full config is an artifact (config.yaml) and the param says so.
-        return text[: MAX_PARAM_LENGTH - 40] + " …[cut; full value in config.yaml]"
-    return text
-
-
-def _experiment_artifacts(tracking_uri: str, experiment_name: str) -> str | None:
-    root = local_artifact_root(tracking_uri)
-    if root is None:
-        return None
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
-    return f"{root}/{safe}"
 
 
 def _scratch_spool() -> Path:

@@ -12,11 +12,13 @@ import os
 
 
 class SystemSampler:
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
+        """`pid`: the training process, when another process (ftlab's tracking helper) samples."""
         import psutil
 
         self._psutil = psutil
-        self._process = psutil.Process(os.getpid())
+        self._process = psutil.Process(pid or os.getpid())
+        self._elsewhere = self._process.pid != os.getpid()
         psutil.cpu_percent(interval=None)  # the first reading is since this call
 
     def sample(self) -> dict[str, float]:
@@ -25,9 +27,11 @@ class SystemSampler:
             "system/cpu_utilization_percentage": self._psutil.cpu_percent(interval=None),
             "system/system_memory_usage_megabytes": (memory.total - memory.available) / 2**20,
             "system/system_memory_usage_percentage": memory.percent,
-            "system/process_memory_rss_megabytes": self._process.memory_info().rss / 2**20,
         }
-        values.update(_gpu_values())
+        with contextlib.suppress(self._psutil.Error):  # the training process just ended
+            rss = self._process.memory_info().rss
+            values["system/process_memory_rss_megabytes"] = rss / 2**20
+        values.update(_gpu_values_from_nvidia_smi() if self._elsewhere else _gpu_values())
         return values
 
 
@@ -45,4 +49,27 @@ def _gpu_values() -> dict[str, float]:
             values[f"system/gpu_{index}_utilization_percentage"] = float(
                 torch.cuda.utilization(index)
             )
+    return values
+
+
+def _gpu_values_from_nvidia_smi() -> dict[str, float]:
+    """The same GPU figures, read by a process that has no CUDA context of its own: the driver's
+    `nvidia-smi` (absent on machines without an NVIDIA GPU: no values)."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return {}
+    query = ["--query-gpu=index,memory.used,utilization.gpu", "--format=csv,noheader,nounits"]
+    try:
+        out = subprocess.run([smi, *query], capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    values = {}
+    for line in out.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            index, used_mb, utilization = (part.strip() for part in line.split(","))
+            values[f"system/gpu_{int(index)}_memory_usage_megabytes"] = float(used_mb)
+            values[f"system/gpu_{int(index)}_utilization_percentage"] = float(utilization)
     return values
