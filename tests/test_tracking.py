@@ -484,3 +484,75 @@ def _cwd(process) -> Path | None:
         return Path(process.cwd())
     except psutil.Error:
         return None
+
+
+def test_a_call_cut_short_by_a_signal_leaves_the_helper_in_step(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM raises in the training process while it waits for the helper's answer;
+    the helper still answers. That late answer must not be taken for the next call's, or the run
+    could not be ended KILLED."""
+    from ftlab.tracking.helper import HelperCalls
+    from ftlab.tracking.spool import MetricSpool
+
+    class Cut(Exception):
+        pass
+
+    def cut(*_: object) -> None:
+        raise Cut
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    spool = MetricSpool(tmp_path / "spool")
+    spool.append([("train/loss", 1.0, 0, 0)])
+    spool.commit()
+    helper = HelperCalls(uri)
+    previous = signal.signal(signal.SIGALRM, cut)
+    try:
+        run_id = helper.create_run("signals", "cut", {})["run_id"]
+        # The store refuses these sends (no such run), so drain waits out its timeout.
+        helper.start_reporting("f" * 32, str(spool.directory), None, 0, 0, False)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(Cut):
+            helper.drain(3.0)
+        outcome = helper.stop_reporting(0.1)  # its own answer, not drain's late one
+        assert outcome["sent"] is False and "f" * 32 in outcome["last_error"], outcome
+        assert helper.last_metric_steps(run_id) == {}
+        helper.set_terminated(run_id, "KILLED")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        helper.shutdown()
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
+
+
+def test_a_run_outlives_its_helper_process(tmp_path: Path) -> None:
+    """Should the helper die mid-run (killed, out of memory), the training process takes its
+    calls over: the spool still reaches the run, and the run still ends with its status."""
+    import psutil
+
+    from ftlab.tracking.helper import HelperCalls
+    from ftlab.tracking.spool import MetricSpool
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    spool = MetricSpool(tmp_path / "spool")
+    spool.append([("train/loss", 1.0, 0, 0)])
+    spool.commit()
+    helper = HelperCalls(uri)
+    try:
+        run_id = helper.create_run("outlive", "r", {})["run_id"]
+        helper.start_reporting(run_id, str(spool.directory), None, 0, 0, False)
+        (child,) = [
+            p for p in psutil.Process().children()
+            if "ftlab.tracking.helper" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        child.kill()
+        child.wait(30)
+        spool.append([("train/loss", 0.5, 0, 1)])
+        spool.commit()
+        helper.set_tags(run_id, {"ftlab.after": "yes"})
+        assert helper.stop_reporting(30)["sent"] is True
+        helper.set_terminated(run_id, "FINISHED")
+    finally:
+        helper.shutdown()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["ftlab.after"] == "yes"
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1]

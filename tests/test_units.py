@@ -227,3 +227,36 @@ def test_a_run_leaves_the_garbage_collector_on_and_unfrozen(tmp_path: Path) -> N
     with pytest.raises(FtlabError, match="data.root"):
         train(compose_train([*run, "data=image_folder", "data.root=/nonexistent"], str(tmp_path)))
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "other_rank"),
+    [("RANK", "1", True), ("GROUP_RANK", "2", True), ("SLURM_PROCID", "3", True),
+     ("LOCAL_RANK", "1", True), ("RANK", "0", False), ("SLURM_PROCID", "0", False)],
+)  # fmt: skip
+def test_ranks_other_than_0_start_no_tracking_helper(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, other_rank: bool
+) -> None:
+    """Whatever launched them (Lightning, torchrun, srun), ranks other than 0 record nothing,
+    so they load no MLflow beside their training."""
+    from ftlab.train import _started_as_other_rank
+
+    for name in ("RANK", "GROUP_RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    assert _started_as_other_rank() is other_rank
+
+
+def test_the_helpers_gpu_figures_are_those_of_the_training_processs_gpus() -> None:
+    """The helper reads GPUs through nvidia-smi, which lists every GPU by its bus index: only
+    those CUDA_VISIBLE_DEVICES shows are kept, numbered as the training process numbers them."""
+    from ftlab.tracking.system_metrics import gpu_values_as_seen
+
+    smi = "0, GPU-aaa, 100, 5\n1, GPU-bbb, 200, 50\n2, GPU-ccc, 300, [N/A]\n"
+    assert gpu_values_as_seen(smi, "2,GPU-bbb") == {
+        "system/gpu_0_memory_usage_megabytes": 300.0,
+        "system/gpu_1_memory_usage_megabytes": 200.0,
+        "system/gpu_1_utilization_percentage": 50.0,
+    }
+    assert len(gpu_values_as_seen(smi, None)) == 5
+    assert gpu_values_as_seen(smi, "") == {}

@@ -80,6 +80,8 @@ def _train(cfg: DictConfig, multirun: bool) -> dict[str, Any]:
         if tracking_uri is None:
             return _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
         if trainer.global_rank != 0:
+            if helper is not None:
+                helper.shutdown()
             return _fit_and_test_silently(cfg, trainer, model, datamodule, checkpoint)
         # The tracked run exists only from here: everything it records was already built.
         tracked = _tracked_run(cfg, tracking_uri, run_name, resume, reproduce, datamodule, helper)
@@ -153,7 +155,7 @@ def _tracking_helper(cfg: DictConfig, stored: Any) -> Iterator[Any]:
         cfg.logger.get("enabled")
         and stored is None
         and not cfg.get(TRIAL_KEY)
-        and not _relaunched_rank()
+        and not _started_as_other_rank()
         and "mlflow" not in sys.modules
     )
     tracking_uri = _tracking_uri(cfg) if wanted else None
@@ -264,7 +266,9 @@ def _tracked_run(
 
             record_differences(run, differences)
         interval = cfg.logger.get("system_metrics_interval", 10)
-        run.start_reporting(interval if cfg.logger.get("system_metrics", True) else None)
+        run.start_reporting(
+            interval if cfg.logger.get("system_metrics", True) else None, _trains_on_cuda(cfg)
+        )
         yield run, MlflowRunLogger(run.spool, str(run.run_id), logged_steps)
 
 
@@ -474,6 +478,26 @@ def _relaunched_rank() -> bool:
         int(os.environ.get("LOCAL_RANK", "0") or 0) > 0
         or int(os.environ.get("NODE_RANK", "0") or 0) > 0
     )
+
+
+def _started_as_other_rank() -> bool:
+    """A process that a launcher (Lightning's, torchrun, srun) started as a rank other than 0."""
+
+    def rank(name: str) -> int:
+        value = os.environ.get(name, "")
+        return int(value) if value.isdigit() else 0
+
+    return _relaunched_rank() or any(rank(n) > 0 for n in ("RANK", "GROUP_RANK", "SLURM_PROCID"))
+
+
+def _trains_on_cuda(cfg: DictConfig) -> bool:
+    """Whether the run's trainer picks CUDA GPUs (`auto` does when one is visible)."""
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return accelerator in ("gpu", "cuda")
 
 
 def _print_ui_hint(run: Any, facts: dict[str, str]) -> None:

@@ -38,15 +38,18 @@ class MlflowCalls:
         return self._client
 
     def warm_up(self) -> None:
-        """Import MLflow and open the store when it exists already (its schema check is most of
-        the cost); nothing is created, so a run that fails its later checks leaves no store."""
+        """Import MLflow and open the store where that creates nothing (its schema check is most
+        of the cost): an existing local SQLite store, under the lock its creation holds, or a
+        tracking server. A database server's store is opened when the run is created: opening an
+        empty one creates its tables, and a run that fails its checks leaves no store."""
         import mlflow.tracking  # noqa: F401 - the import is the point
 
         local_db = self.tracking_uri.removeprefix("sqlite:///")
-        if local_db != self.tracking_uri and not Path(local_db).is_file():
-            return  # MLflow's client would create it
         with contextlib.suppress(Exception):  # the real call will say what is wrong
-            self.client.search_experiments(max_results=1)
+            if local_db != self.tracking_uri and Path(local_db).is_file():
+                prepare_local_store(self.tracking_uri)
+            elif self.tracking_uri.startswith(("http://", "https://")):
+                self.client.search_experiments(max_results=1)
 
     # ------------------------------------------------------------ the run itself
     def create_run(self, experiment_name: str, run_name: str, tags: dict[str, str]) -> dict:
@@ -108,15 +111,16 @@ class MlflowCalls:
         system_metrics_interval: float | None,
         system_step: int,
         trainer_pid: int,
+        trainer_cuda: bool,
     ) -> None:
         """Start the thread that sends the spool, samples system metrics of the training process
-        (`trainer_pid`) and beats the heartbeat."""
+        (`trainer_pid`, on CUDA GPUs or not) and beats the heartbeat."""
         from ftlab.tracking.reporter import RunReporter
         from ftlab.tracking.spool import MetricSpool
 
         self._reporter = RunReporter(
             self.tracking_uri, run_id, MetricSpool(spool_dir), system_metrics_interval,
-            system_step, trainer_pid=trainer_pid,
+            system_step, trainer_pid=trainer_pid, trainer_cuda=trainer_cuda,
         ).start()  # fmt: skip
 
     def send_pending(self, run_id: str, spool_dir: str, timeout_s: float) -> None:

@@ -11,7 +11,8 @@ process's GIL, until the run ends.
 
 Nothing is created before the training process asks (a run that fails its checks or its data
 leaves no run), and the helper holds nothing that cannot be lost: metrics are in the spool on
-disk. It exits when told to, or when its stdin closes (the training process is gone); it
+disk, and should the helper die, the training process takes its calls over and sends the spool
+itself. It exits when told to, or when its stdin closes (the training process is gone); it
 ignores Ctrl-C and SIGTERM, which the training process handles, so a stopped run is still
 recorded KILLED through it.
 
@@ -40,8 +41,7 @@ CALLS = frozenset(
         "stop_reporting",
     }
 )  # fmt: skip
-# At shutdown the helper is idle (it exits at once) or still warming up (it holds nothing yet).
-_EXIT_WAIT_S = 2.0
+_EXIT_WAIT_S = 10.0  # at shutdown after calls: it is idle and exits at once
 
 
 class HelperGone(RuntimeError):
@@ -58,7 +58,16 @@ class HelperCalls:
             [sys.executable, "-m", "ftlab.tracking.helper"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
         )  # fmt: skip
-        self._send({"tracking_uri": tracking_uri})
+        self._asked = False  # no call yet: the helper holds nothing
+        # Requests whose reply was not read: a signal (Ctrl-C, SIGTERM) raised in this process
+        # while it waited. Their replies come first, and are skipped.
+        self._unanswered = 0
+        self._fallback: Any = None  # this process's own MlflowCalls, once the helper died
+        self._reporting: list[Any] | None = None  # start_reporting's arguments while it reports
+        try:
+            self._send({"tracking_uri": tracking_uri})
+        except HelperGone as gone:
+            self._fall_back(gone)
 
     def __getattr__(self, name: str) -> Any:
         if name not in CALLS:
@@ -66,15 +75,44 @@ class HelperCalls:
         return lambda *args: self._call(name, list(args))
 
     def _call(self, name: str, args: list[Any]) -> Any:
+        if self._fallback is None:
+            try:
+                return self._ask(name, args)
+            except HelperGone as gone:
+                self._fall_back(gone)
+        return getattr(self._fallback, name)(*args)
+
+    def _fall_back(self, gone: HelperGone) -> None:
+        """The helper died (killed, out of memory): this process makes the calls from here on,
+        and sends the spool itself, so the run still ends with its status and its metrics."""
+        from ftlab.tracking.calls import MlflowCalls
+
+        print(f"warning: {gone}; this process takes over its MLflow calls", file=sys.stderr)
+        self._fallback = MlflowCalls(self.tracking_uri)
+        if self._reporting is not None:
+            self._fallback.start_reporting(*self._reporting)
+
+    def _ask(self, name: str, args: list[Any]) -> Any:
+        while self._unanswered:
+            self._reply()
+            self._unanswered -= 1
+        self._asked = True
         self._send({"call": name, "args": args})
+        self._unanswered += 1
+        reply = self._reply()
+        self._unanswered -= 1
+        if "error" in reply:
+            raise (FtlabError if reply.get("user") else RuntimeError)(reply["error"])
+        if name in ("start_reporting", "stop_reporting"):  # what a fallback needs to take over
+            self._reporting = args if name == "start_reporting" else None
+        return reply.get("result")
+
+    def _reply(self) -> dict[str, Any]:
         line = self._process.stdout.readline() if self._process.stdout else ""
         if not line:
             code = self._process.wait()
             raise HelperGone(f"ftlab's tracking helper process ended (exit code {code})")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise (FtlabError if reply.get("user") else RuntimeError)(reply["error"])
-        return reply.get("result")
+        return json.loads(line)
 
     def _send_raw(self, message: dict[str, Any]) -> None:
         self._process.stdin.write(json.dumps(message) + "\n")
@@ -88,20 +126,22 @@ class HelperCalls:
             raise HelperGone(f"ftlab's tracking helper process ended (exit code {code})") from None
 
     def shutdown(self) -> None:
-        """Let the helper exit (its stdin closes) and reap it; done again, nothing happens."""
+        """Let the helper exit and reap it; done again, nothing happens."""
         if self._process.poll() is None:
-            # Said, not only closed: a forked data-loader worker may hold the pipe open too.
-            with contextlib.suppress(OSError, ValueError):
-                self._send_raw({"exit": True})
-            with contextlib.suppress(OSError):
-                self._process.stdin.close()
+            if self._asked:
+                # Said, not only closed: a forked data-loader worker may hold the pipe open too.
+                with contextlib.suppress(OSError, ValueError):
+                    self._send_raw({"exit": True})
+            else:
+                self._process.kill()  # still warming up, holding nothing (bad input ends here)
             try:
                 self._process.wait(_EXIT_WAIT_S)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        if self._process.stdout:
-            self._process.stdout.close()
+        for pipe in (self._process.stdin, self._process.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def serve(requests: IO[str], replies: IO[str]) -> None:
@@ -136,7 +176,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    sys.stdout = sys.stderr  # whatever a library prints cannot garble the replies
+    # Whatever a library (or a process it starts) prints goes to stderr, not into the replies.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     serve(sys.stdin, replies)
     replies.close()
 

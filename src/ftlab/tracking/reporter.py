@@ -34,12 +34,14 @@ class RunReporter:
         system_step: int = 0,
         heartbeat_s: float | None = HEARTBEAT_S,
         trainer_pid: int | None = None,
+        trainer_cuda: bool = False,
     ) -> None:
         self.tracking_uri, self.run_id, self.spool = tracking_uri, run_id, spool
         self.system_metrics_interval = system_metrics_interval
         self.system_step = system_step
         self.heartbeat_s = heartbeat_s
-        self.trainer_pid = trainer_pid  # whose memory system/* reports (None: this process)
+        # Whose memory and GPUs system/* report (None: this process, which knows its GPUs).
+        self.trainer_pid, self.trainer_cuda = trainer_pid, trainer_cuda
         self.last_error: str | None = None
         # _hurry: someone waits for the spool to be sent (drain, close); _stop: the run ends.
         self._hurry, self._stop = threading.Event(), threading.Event()
@@ -54,7 +56,7 @@ class RunReporter:
         if self.system_metrics_interval:
             from ftlab.tracking.system_metrics import SystemSampler
 
-            self._sampler = SystemSampler(self.trainer_pid)
+            self._sampler = SystemSampler(self.trainer_pid, self.trainer_cuda)
         self._thread.start()
         return self
 

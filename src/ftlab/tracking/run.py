@@ -86,8 +86,9 @@ class TrackedRun:
             )
         return self
 
-    def start_reporting(self, system_metrics_interval: float | None) -> None:
-        """Start sending the spool in the background (and sampling system/* metrics when asked)."""
+    def start_reporting(self, system_metrics_interval: float | None, cuda: bool = False) -> None:
+        """Start sending the spool in the background (and sampling system/* metrics when asked;
+        `cuda`: the run trains on CUDA GPUs, whose use is sampled too)."""
         system_step = 1 + max(
             (s for k, s in self.last_metric_steps().items() if k.startswith("system/")),
             default=-1,
@@ -96,7 +97,7 @@ class TrackedRun:
             self.spool = MetricSpool(_scratch_spool())
         self.calls.start_reporting(
             self.run_id, str(self.spool.directory), system_metrics_interval, system_step,
-            os.getpid(),
+            os.getpid(), cuda,
         )  # fmt: skip
         self.reporting = True
 
@@ -151,7 +152,7 @@ class TrackedRun:
         try:
             outcome = self.calls.stop_reporting(self.send_timeout_s)
         except Exception as err:  # noqa: BLE001 - the helper is gone: the spool keeps it all
-            outcome = {"sent": False, "last_error": str(err)}
+            outcome = {"sent": False, "last_error": redact_text(str(err))}
         if not outcome["sent"]:
             print(
                 f"warning: the tracking server did not take all metrics of run {self.run_id} "

@@ -81,8 +81,18 @@ class MetricSpool:
         _write_atomically(self.directory / _OFFSET, str(offset))
 
     def pending(self) -> bool:
+        """Whether a complete record waits to be sent. A record that a killed process left cut
+        short never completes: waiting for it would wait forever."""
         path = self.directory / _METRICS
-        return path.is_file() and path.stat().st_size > self.sent_offset()
+        offset = self.sent_offset()
+        if not path.is_file() or path.stat().st_size <= offset:
+            return False
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            while chunk := handle.read(1 << 16):
+                if b"\n" in chunk:
+                    return True
+        return False
 
     # ------------------------------------------------------------ the end of a run, kept for later
     def add_tags(self, tags: dict[str, str]) -> None:
