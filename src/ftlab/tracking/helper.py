@@ -180,7 +180,11 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     serve(sys.stdin, replies)
+    # Every call was answered once done: nothing is left to finish. A normal interpreter exit
+    # would wait seconds for threads MLflow leaves behind and tear down every module.
     replies.close()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
