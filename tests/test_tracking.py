@@ -556,3 +556,19 @@ def test_a_run_outlives_its_helper_process(tmp_path: Path) -> None:
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["ftlab.after"] == "yes"
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [0, 1]
+
+
+def test_test_false_evaluates_nothing_on_the_test_split(workdir: Path) -> None:
+    """`test=false`: no test pass, and no test report from the exported model either (which
+    would be the same evaluation by another road); the run still records its weights and ends
+    FINISHED."""
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", "test=false", "logger.log_model=false",
+        "hydra.run.dir=out", cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FINISHED" and "ftlab.weights_sha256" in run.data.tags
+    assert not [k for k in run.data.metrics if k.startswith("test/")]
+    artifacts = {a.path for a in MlflowClient(local_store(workdir)).list_artifacts(run.info.run_id)}
+    assert "checkpoints" in artifacts and "test_report" not in artifacts

@@ -165,6 +165,9 @@ def record_end(
     run.set_tags({TAG_WEIGHTS: state_sha256(model)})
     facts: dict[str, str] = {}
     run.set_tags({TAG_TRAINABLE: str(model.trained_parameter_count())})
+    tested, logs_model = bool(cfg.get("test", True)), _logs_model(cfg)
+    if not (tested or logs_model):  # `test=false`: nothing is evaluated on the test split
+        return facts
     backbone, backbone_config = model.exported_backbone()  # LoRA: adapters merged
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = save_model_dir(
@@ -179,13 +182,14 @@ def record_end(
         predictor = Predictor(model_dir)
         examples, targets = datamodule.model_inputs("test")
         inputs = _as_model_input(examples)
-        report_dir = Path(scratch) / "report"
-        report_dir.mkdir()
-        for path in _test_report(
-            predictor.predict(inputs), targets, examples, datamodule, report_dir
-        ):
-            run.log_artifact(path, "test_report")
-        if _logs_model(cfg):
+        if tested:  # the exported model on raw test inputs: what its users will get
+            report_dir = Path(scratch) / "report"
+            report_dir.mkdir()
+            for path in _test_report(
+                predictor.predict(inputs), targets, examples, datamodule, report_dir
+            ):
+                run.log_artifact(path, "test_report")
+        if logs_model:
             facts.update(_log_model(run, cfg, model_dir, inputs[:3], predictor))
     return facts
 
