@@ -260,3 +260,31 @@ def test_the_helpers_gpu_figures_are_those_of_the_training_processs_gpus() -> No
     }
     assert len(gpu_values_as_seen(smi, None)) == 5
     assert gpu_values_as_seen(smi, "") == {}
+
+
+def test_a_ddp_run_resumed_mid_epoch_gets_each_ranks_remaining_batches() -> None:
+    """Under DDP, Lightning's sampler wrapper deals ftlab's order out to the ranks by position and
+    expects it as long as the sampler says (it used to index past a cut order and crash). After k
+    batches per rank, each rank's next full batches are those an uninterrupted epoch would have
+    given it; the epoch's short last batch starts the same and is filled up with examples already
+    trained (Lightning ends the epoch by its batch count, so nothing after it is trained)."""
+    import torch
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from ftlab.data.sampling import EpochShuffle
+
+    size, batch, world, done = 480, 32, 2, 3
+
+    def rank_batches(rank: int, resume_at=None) -> list[list[int]]:
+        inner = EpochShuffle(size, 7, torch.Generator(), resume_at, keep_length=True)
+        sampler = DistributedSamplerWrapper(inner, num_replicas=world, rank=rank, shuffle=False)
+        sampler.set_epoch(2)
+        indices = list(sampler)
+        return [indices[i : i + batch] for i in range(0, len(indices), batch)]
+
+    for rank in range(world):
+        whole = rank_batches(rank)
+        resumed = rank_batches(rank, resume_at=(2, done * batch * world))
+        remaining = len(whole) - done
+        assert resumed[: remaining - 1] == whole[done:-1]
+        assert resumed[remaining - 1][: len(whole[-1])] == whole[-1]

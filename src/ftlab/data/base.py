@@ -207,12 +207,15 @@ class SplitDataModule(L.LightningDataModule):
         sampler = None
         if shuffle:
             resume_at = None
+            world = self.trainer.world_size if self.trainer is not None else 1
             if self._resumed_mid_epoch is not None:
                 epoch, batches = self._resumed_mid_epoch
-                resume_at = (epoch, batches * self.batch_size)
+                # Under DDP the order is dealt out to the ranks: each rank's batches done
+                # covered `world` times as many of its examples.
+                resume_at = (epoch, batches * self.batch_size * world)
             sampler = EpochShuffle(
                 len(dataset), self.shuffle_seed, generator, resume_at,
-                lengths=self._lengths(split), batch_size=self.batch_size,
+                lengths=self._lengths(split), batch_size=self.batch_size, keep_length=world > 1,
             )  # fmt: skip
         return DataLoader(
             dataset,

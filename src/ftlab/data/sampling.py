@@ -42,6 +42,7 @@ class EpochShuffle(Sampler[int]):
         resume_at: tuple[int, int] | None = None,
         lengths: list[int] | None = None,
         batch_size: int = 1,
+        keep_length: bool = False,
     ) -> None:
         self.size, self.seed = size, seed
         self.loader_generator = loader_generator
@@ -49,6 +50,11 @@ class EpochShuffle(Sampler[int]):
         # epoch's order where it stopped instead of starting it over.
         self.resume_at = resume_at
         self.lengths, self.batch_size = lengths, max(1, batch_size)
+        # Under DDP, Lightning's sampler wrapper deals this order out to the ranks by position and
+        # expects it as long as len(self): the examples already trained move to the end instead of
+        # going, and the epoch ends (by its batch count) before they come up, except to fill up a
+        # short last batch.
+        self.keep_length = keep_length
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -61,7 +67,8 @@ class EpochShuffle(Sampler[int]):
         if self.lengths is not None:
             order = self._grouped(order, generator)
         if self.resume_at is not None and self.resume_at[0] == self.epoch:
-            order = order[self.resume_at[1] :]
+            done = self.resume_at[1]
+            order = order[done:] + (order[:done] if self.keep_length else [])
         return iter(order)
 
     def _grouped(self, order: list[int], generator: torch.Generator) -> list[int]:
