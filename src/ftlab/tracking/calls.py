@@ -125,11 +125,10 @@ class MlflowCalls:
 
     def send_pending(self, run_id: str, spool_dir: str, timeout_s: float) -> None:
         """Send what an earlier process of this run left in the spool."""
-        from ftlab.tracking.reporter import RunReporter
+        from ftlab.tracking.reporter import send_spool
         from ftlab.tracking.spool import MetricSpool
 
-        sender = RunReporter(self.tracking_uri, run_id, MetricSpool(spool_dir), heartbeat_s=None)
-        sender.start().close(timeout_s)
+        send_spool(self.tracking_uri, run_id, MetricSpool(spool_dir), timeout_s)
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until the spool is sent (or `timeout_s` passed); True when it was."""
@@ -143,9 +142,6 @@ class MlflowCalls:
             return {"sent": True, "last_error": None}
         sent = reporter.close(timeout_s)
         return {"sent": sent, "last_error": redact_text(reporter.last_error or "")}
-
-    def shutdown(self) -> None:
-        """Nothing to let go of: the calls were made in this process (a helper process exits)."""
 
 
 @contextlib.contextmanager

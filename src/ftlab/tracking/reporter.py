@@ -24,6 +24,12 @@ _BACKOFF_MAX_S = 10.0
 _DRAIN_POLL_S = 0.05  # while someone waits for the spool: how often it is looked at
 
 
+def send_spool(tracking_uri: str, run_id: str, spool: MetricSpool, timeout_s: float) -> bool:
+    """Send what a spool holds, once, without sampling or heartbeats (what an earlier process of
+    the run left: before a resume, or `ftlab sync`); True when all of it was sent."""
+    return RunReporter(tracking_uri, run_id, spool, heartbeat_s=None).start().close(timeout_s)
+
+
 class RunReporter:
     def __init__(
         self,

@@ -69,16 +69,12 @@ class TrackedRun:
 
     # ------------------------------------------------------------ life cycle
     def __enter__(self) -> TrackedRun:
-        try:
-            if self.resuming:  # the same run continues: RUNNING again, its name and tags kept
-                opened = self.calls.reopen_run(self.run_id, self.experiment_name)
-                self.experiment_id, self.run_name = opened["experiment_id"], opened["run_name"]
-            else:
-                created = self.calls.create_run(self.experiment_name, self.run_name, self.tags)
-                self.run_id, self.experiment_id = created["run_id"], created["experiment_id"]
-        except BaseException:
-            self.calls.shutdown()
-            raise
+        if self.resuming:  # the same run continues: RUNNING again, its name and tags kept
+            opened = self.calls.reopen_run(self.run_id, self.experiment_name)
+            self.experiment_id, self.run_name = opened["experiment_id"], opened["run_name"]
+        else:
+            created = self.calls.create_run(self.experiment_name, self.run_name, self.tags)
+            self.run_id, self.experiment_id = created["run_id"], created["experiment_id"]
         STOP.install()
         if self.spool is not None:
             self.spool.write_run(
@@ -122,16 +118,13 @@ class TrackedRun:
     ) -> None:
         status = final_status(kind, error, STOP.requested)
         STOP.uninstall()
-        try:
-            if status == "FAILED":
-                self._log_traceback(kind, error, tb)
-            self._finish_sending()
-            if self.spool is not None:
-                self.spool.write_run({"status": status})
-            if not self.offline:  # offline: `ftlab sync` sets it
-                self._set_terminated(status)
-        finally:
-            self.calls.shutdown()
+        if status == "FAILED":
+            self._log_traceback(kind, error, tb)
+        self._finish_sending()
+        if self.spool is not None:
+            self.spool.write_run({"status": status})
+        if not self.offline:  # offline: `ftlab sync` sets it
+            self._set_terminated(status)
 
     def _set_terminated(self, status: str) -> None:
         try:

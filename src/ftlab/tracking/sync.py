@@ -9,7 +9,7 @@ from typing import Any
 
 from ftlab.errors import FtlabError
 from ftlab.names import TAG_MODEL_URI
-from ftlab.tracking.reporter import RunReporter
+from ftlab.tracking.reporter import send_spool
 from ftlab.tracking.spool import ARTIFACTS, SPOOL_DIR, MetricSpool
 
 _FINAL = ("FINISHED", "FAILED", "KILLED")
@@ -45,7 +45,7 @@ def sync_command(run_dir: str, tracking_uri: str | None, timeout_s: float = 300)
     client = MlflowClient(uri)
     sent = []
     if spool.pending():
-        if not RunReporter(uri, run_id, spool, heartbeat_s=None).start().close(timeout_s):
+        if not send_spool(uri, run_id, spool, timeout_s):
             raise FtlabError(
                 f"the tracking server {redact_text(uri)} did not take run {run_id}'s metrics"
             )
