@@ -36,6 +36,30 @@ def test_vader_polarity_drops_the_neutral_band() -> None:
     assert narrow.fingerprint != wide.fingerprint
 
 
+def test_text_batches_are_grouped_by_length_and_evaluation_sees_every_example_once() -> None:
+    from ftlab.models.backbones.hf import TextPreprocessor, _tokenizer, resolve_model_source
+
+    tokenizer = _tokenizer(resolve_model_source("sentence-transformers/all-MiniLM-L6-v2"))
+
+    def padded_tokens(grouped: bool) -> dict[str, int]:
+        data = VaderDataModule(
+            name="vader", max_samples=600, batch_size=16, group_by_length=grouped
+        )
+        data.setup()
+        data.bind_inputs(TextPreprocessor(tokenizer, 32), modality="text")
+        tokens = {}
+        for split, loader in (("train", data.train_dataloader()), ("val", data.val_dataloader())):
+            order = [loader.dataset[i][0] for i in loader.sampler]
+            assert sorted(order) == sorted(data.model_inputs(split)[0])  # each example once
+            tokens[split] = sum(inputs["input_ids"].numel() for inputs, _ in loader)
+        return tokens
+
+    grouped, ungrouped = padded_tokens(True), padded_tokens(False)
+    assert VaderDataModule(name="vader").group_by_length  # on by default
+    assert grouped["train"] < 0.8 * ungrouped["train"]
+    assert grouped["val"] < 0.8 * ungrouped["val"]
+
+
 def test_splits_are_deterministic_from_the_split_seed() -> None:
     first, again, other = (VaderDataModule(name="vader", split_seed=s) for s in (1, 1, 2))
     for data in (first, again, other):

@@ -79,7 +79,7 @@ class SplitDataModule(L.LightningDataModule):
         split_seed: int = 0,
         max_samples: int | None = None,
         shuffle_seed: int = 0,
-        group_by_length: bool = False,
+        group_by_length: bool = True,
     ) -> None:
         super().__init__()
         self.name = name
@@ -91,7 +91,7 @@ class SplitDataModule(L.LightningDataModule):
         self.max_samples = max_samples
         self.shuffle_seed = shuffle_seed
         self.group_by_length = group_by_length
-        self._train_lengths: list[int] | None = None
+        self._split_lengths: dict[str, list[int]] = {}
         self._resumed_mid_epoch: tuple[int, int] | None = None
         self._data: LoadedData | None = None
         self._splits: dict[str, np.ndarray] = {}
@@ -205,6 +205,9 @@ class SplitDataModule(L.LightningDataModule):
         # Loaders never touch the global RNG: a resumed run then matches an uninterrupted one.
         generator = torch.Generator().manual_seed(self.shuffle_seed)
         sampler = None
+        if not shuffle and (lengths := self._lengths(split)) is not None:
+            # Order never changes an evaluation's result; longest first pads each batch least.
+            sampler = sorted(range(len(dataset)), key=lambda i: -lengths[i])
         if shuffle:
             resume_at = None
             world = self.trainer.world_size if self.trainer is not None else 1
@@ -228,15 +231,14 @@ class SplitDataModule(L.LightningDataModule):
         )
 
     def _lengths(self, split: str) -> list[int] | None:
-        """Tokens per training example, when batches are grouped by length (text backbones)."""
+        """Tokens per example of a split, when batches are grouped by length (text backbones)."""
         measure = getattr(self._inputs_fn, "lengths", None)
         if not self.group_by_length or measure is None:
             return None
-        if self._train_lengths is None:
-            self._train_lengths = list(
-                measure([self.data.examples[i] for i in self._splits[split]])
-            )
-        return self._train_lengths
+        if split not in self._split_lengths:
+            examples = [self.data.examples[i] for i in self._splits[split]]
+            self._split_lengths[split] = list(measure(examples))
+        return self._split_lengths[split]
 
     # ------------------------------------------------------------ position in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:
