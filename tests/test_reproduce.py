@@ -237,6 +237,30 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def test_checkpoint_writes_queue_in_order_without_waiting_for_each_other(tmp_path: Path) -> None:
+    """An epoch's best and last checkpoints: the second save returns while the first is still
+    being written, and a removal queued after them happens after them."""
+    import threading
+
+    release = threading.Event()
+
+    class SlowToWrite:
+        def __reduce__(self):
+            release.wait(30)
+            return (int, (0,))
+
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1), "slow": SlowToWrite()}, tmp_path / "best.ckpt")
+    io.save_checkpoint({"step": torch.tensor(1)}, tmp_path / "last.ckpt")
+    io.remove_checkpoint(tmp_path / "best.ckpt")
+    written_before_release = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt")
+    release.set()
+    io.teardown()
+    assert written_before_release == [], "a save waited for the write before it"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["step"] == 1
+
+
 def test_resume_mid_epoch_equals_an_uninterrupted_fit(tmp_path: Path) -> None:
     """In-process: stop after a mid-epoch step checkpoint, resume, compare weights bitwise."""
     import lightning.pytorch as L

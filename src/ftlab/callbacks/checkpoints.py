@@ -32,44 +32,61 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A rename within one directory is atomic: a kill during a save leaves the previous checkpoint
     whole, never a truncated one (Lightning writes local files in place). The checkpoint is
     copied first (tensors cloned: training changes the originals from the next step on), then
-    training goes on while the copy is written; the next save, a removal and the end of fit wait
-    for the write in flight, so files appear in order and a failed write is reported.
+    training goes on while the copy is written. Writes and removals run in the order they were
+    asked for, on one thread; an epoch's best and last checkpoints queue behind each other
+    instead of the second waiting for the first (at most `IN_FLIGHT` copies held at once). The
+    end of fit waits for them all, so a failed write is reported.
     """
+
+    IN_FLIGHT = 2
 
     def __init__(self, background: bool = True) -> None:
         super().__init__()
         self.background = background
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._pending: list[Future] = []
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         if "://" in str(path):  # remote filesystems have their own transactions
+            self.wait()
             return super().save_checkpoint(checkpoint, path, storage_options)
-        self.wait()
         if not self.background:
+            self.wait()
             return _write_atomically(checkpoint, Path(path))
+        self._wait_for_room()
         snapshot = _snapshot(checkpoint)  # a memory copy: cheap beside writing and fsyncing
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlab-checkpoint")
-        self._pending = self._pool.submit(_write_atomically, snapshot, Path(path))
-
-    def wait(self) -> None:
-        """Block until the write in flight is on disk; raise what it raised."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        self._submit(_write_atomically, snapshot, Path(path))
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        self.wait()
-        super().remove_checkpoint(path)
+        if self._pending and "://" not in str(path):
+            self._submit(super().remove_checkpoint, path)  # after the writes queued before it
+        else:
+            self.wait()
+            super().remove_checkpoint(path)
+
+    def wait(self) -> None:
+        """Block until every write and removal queued is done; raise the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def teardown(self) -> None:
         self.wait()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def _submit(self, work: Any, *args: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlab-checkpoint")
+        self._pending.append(self._pool.submit(work, *args))
+
+    def _wait_for_room(self) -> None:
+        # One worker finishes them in the order queued: the oldest is the one to wait for.
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.IN_FLIGHT):
+            self._pending.pop(0).result()  # a failed write stops training at the next save
 
 
 def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
