@@ -206,7 +206,9 @@ def test_the_progress_bar_redraws_at_most_every_fifth_of_a_second_and_at_the_las
     from ftlab.callbacks.progress import EpochProgressBar
 
     bar = EpochProgressBar()
-    assert bar.refresh_rate <= 5, "Rich's own refresh thread would render the bar 100 times a second"
+    assert bar.refresh_rate <= 5, (
+        "Rich's own refresh thread would render the bar 100 times a second"
+    )
     assert bar._redraw_due(1, 100)
     assert not bar._redraw_due(2, 100), "redrawn right after the last redraw"
     assert bar._redraw_due(100, 100), "the epoch's last batch must show"
