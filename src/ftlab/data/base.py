@@ -205,9 +205,7 @@ class SplitDataModule(L.LightningDataModule):
         # Loaders never touch the global RNG: a resumed run then matches an uninterrupted one.
         generator = torch.Generator().manual_seed(self.shuffle_seed)
         sampler = None
-        if not shuffle and (lengths := self._lengths(split)) is not None:
-            # Order never changes an evaluation's result; longest first pads each batch least.
-            sampler = sorted(range(len(dataset)), key=lambda i: -lengths[i])
+        lengths = self._lengths(split)
         if shuffle:
             resume_at = None
             world = self.trainer.world_size if self.trainer is not None else 1
@@ -218,8 +216,11 @@ class SplitDataModule(L.LightningDataModule):
                 resume_at = (epoch, batches * self.batch_size * world)
             sampler = EpochShuffle(
                 len(dataset), self.shuffle_seed, generator, resume_at,
-                lengths=self._lengths(split), batch_size=self.batch_size, keep_length=world > 1,
+                lengths=lengths, batch_size=self.batch_size, keep_length=world > 1,
             )  # fmt: skip
+        elif lengths is not None:
+            # Order never changes an evaluation's result; longest first pads each batch least.
+            sampler = sorted(range(len(dataset)), key=lambda i: -lengths[i])
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
