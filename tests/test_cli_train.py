@@ -40,6 +40,7 @@ def test_default_shaped_run_is_tracked_and_finished(workdir: Path) -> None:
         assert metric in run.data.metrics
     assert run.data.params["optimizer.lr"] == "0.0001"
     assert run.data.params["data.size.train"] == "192"
+    assert run.data.params["data.group_by_length"] == "True"  # text batches grouped by default
     assert len(run.data.params["data.fingerprint"]) == 64
     client = MlflowClient(local_store(workdir))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
