@@ -120,19 +120,46 @@ def test_a_stored_config_gets_the_value_checks_too(
         check_config(stored)
 
 
-@pytest.mark.parametrize(
-    "a, b, alike",
-    [(["optimizer.lr=0.1", "optimizer=adam"], ["optimizer.lr=0.02", "optimizer=adam"], True),
-     (["optimizer.lr=0.1", "optimizer=adam"], ["optimizer.lr=0.1", "optimizer=sgd"], False),
-     (["data.batch_size=8"], ["data.batch_size=8.5"], False),
-     (["+x.y=abc"], ["+x.y=abd"], False)],
-)  # fmt: skip
-def test_jobs_compose_alike_when_only_their_numbers_differ(
-    a: list[str], b: list[str], alike: bool
-) -> None:
-    from ftlab.sweep.sweeper import override_shape
+def test_a_sweep_job_composed_from_its_shape_equals_hydras_own_composition() -> None:
+    """Jobs differing only in numbers reuse one composition; the result must be exactly what
+    Hydra composes for each job, down to `hydra.overrides.task` and `override_dirname`."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.plugins import Plugins
+    from hydra.types import RunMode
 
-    assert (override_shape(a) == override_shape(b)) is alike
+    from ftlab.config.locate import config_dir
+    from ftlab.config.setup import prepare_hydra
+    from ftlab.sweep.job_configs import JobConfigLoader
+
+    prepare_hydra()
+    Plugins.instance()  # registers the sweeper's config
+    hydra_loader = ConfigLoaderImpl(create_config_search_path(str(config_dir())))
+    fixed = ["hparams_search=lr_optimizer", "experiment=digits_scratch"]
+    master = hydra_loader.load_configuration("train", fixed, run_mode=RunMode.MULTIRUN)
+    loader = JobConfigLoader(hydra_loader)
+    jobs = [
+        (["optimizer=adam", "optimizer.lr=0.1", "+_trial.number=0"], False),
+        (["optimizer=adam", "optimizer.lr=2e-05", "+_trial.number=1"], True),
+        (["optimizer=sgd", "optimizer.lr=0.3", "optimizer.momentum=0.5", "+_trial.number=2"], False),
+        (["optimizer=sgd", "optimizer.lr=1", "optimizer.momentum=0.5", "+_trial.number=3"], False),
+        (["optimizer=sgd", "optimizer.lr=0.01", "optimizer.momentum=0.9", "+_trial.number=4"], True),
+        (["optimizer=adam", "optimizer.lr=0.07", "data.batch_size=16", "+_trial.number=5"], False),
+        (["optimizer=adam", "optimizer.lr=0.07", "data.batch_size=48", "+_trial.number=6"], True),
+        (["optimizer=adam", "optimizer.lr=0.07", "+_trial.number=7", "+_trial.note=x"], False),
+        (["optimizer=adam", "optimizer.lr=0.07", "+_trial.number=8", "+_trial.note=y"], False),
+    ]  # fmt: skip
+    for job, reused in jobs:
+        overrides = fixed + job
+        assert loader.has_composed(master, overrides) is reused, job
+        ours = loader.load_sweep_config(master, overrides)
+        hydras = hydra_loader.load_sweep_config(master, overrides)
+        assert OmegaConf.to_container(ours) == OmegaConf.to_container(hydras), job
+        assert OmegaConf.is_struct(ours) and ours.hydra.overrides.task == overrides
+    too_big = [*fixed, "optimizer=adam", "optimizer.lr=" + "9" * 400]  # a known shape
+    for composer in (hydra_loader, loader):  # Hydra refuses the number, and so do we
+        with pytest.raises(OverflowError):
+            composer.load_sweep_config(master, too_big)
 
 
 def _make_unique(base: str, queue) -> None:

@@ -28,6 +28,7 @@ from ftlab.names import STORAGE_VARIABLE
 from ftlab.redact import redact_text, redact_yaml_files
 from ftlab.sweep import TRIAL_KEY, report
 from ftlab.sweep.algorithms import PRUNER_ATTR, build_sampler, grid_size
+from ftlab.sweep.job_configs import JobConfigLoader
 from ftlab.sweep.outcome import Outcome, judge
 from ftlab.sweep.plan import SweepPlan, make_plan
 from ftlab.sweep.space import as_override
@@ -76,13 +77,16 @@ class OptunaSweeper(Sweeper):
         self.launcher: Any = None
         self._exhausted = False  # the sampler has nothing left to propose (grid)
         self._extend_space: Any = None
-        self._composed_shapes: set[tuple] = set()  # of jobs Hydra composed without an error
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         from hydra.core.plugins import Plugins
 
+        # Trials compose through a loader that reuses each job shape's composition.
+        hydra_context = HydraContext(
+            JobConfigLoader(hydra_context.config_loader), hydra_context.callbacks
+        )
         self.config, self.hydra_context = config, hydra_context
         self.task_function = task_function
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -259,13 +263,12 @@ class OptunaSweeper(Sweeper):
 
     def _validate_new_shapes(self, jobs: list[list[str]]) -> None:
         """Hydra composes every job before launching it (the launcher may run elsewhere, where a
-        bad override would fail late); a job shaped like one already composed, with the same keys,
-        config choices and value types, would only repeat that work (about 0.4 s a trial)."""
-        new = {override_shape(job): job for job in jobs}
-        new = {shape: job for shape, job in new.items() if shape not in self._composed_shapes}
+        bad override would fail late); a job shaped like one already composed, with the same
+        config choices and only its numbers changed, is known to compose."""
+        loader = self.hydra_context.config_loader
+        new = [job for job in jobs if not loader.has_composed(self.config, job)]
         if new:
-            self.validate_batch_is_legal(list(new.values()))
-            self._composed_shapes.update(new)
+            self.validate_batch_is_legal(new)
 
     def _run_async(self, pool, study, storage, plan, parent, n_trials) -> list[Any]:
         """`workers` processes, each given the next trial as soon as its last one ends."""
@@ -401,27 +404,6 @@ def check_trial_config(job: DictConfig) -> None:
 
     prepare_hydra()  # the resolvers the config uses, in a fresh worker too
     check_config(job)
-
-
-def override_shape(overrides: list[str]) -> tuple:
-    """What decides whether a job's overrides compose: each key, the option chosen for a config
-    group or top-level key, and the type of a nested value (`optimizer.lr=0.1` and `=0.2` compose
-    alike; `optimizer=sgd` and `=adam` do not)."""
-    shape = []
-    for override in overrides:
-        key, _, value = override.partition("=")
-        shape.append((key, _value_type(value)) if "." in key else override)
-    return tuple(shape)
-
-
-def _value_type(value: str) -> str:
-    for kind, parse in (("int", int), ("float", float)):
-        try:
-            parse(value)
-            return kind
-        except ValueError:
-            pass
-    return value  # a string, bool or null: its own shape
 
 
 def counted_trials(trials: list[Any]) -> int:
