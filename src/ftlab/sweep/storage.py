@@ -34,7 +34,16 @@ def is_journal(url: str) -> bool:
 
 
 def make_storage(url: str, heartbeat_s: float = HEARTBEAT_S, grace_s: float = GRACE_S) -> Any:
-    """`journal:PATH` or a `.log` path: a journal file; anything else: an RDB URL."""
+    """`journal:PATH` or a `.log` path: a journal file; anything else: an RDB URL.
+
+    One storage per process and settings: opening an RDB storage checks its schema (about 70 ms
+    on SQLite), which the jobs of an in-process sweep would otherwise repeat every trial. The
+    process id is part of the key, so a forked child never shares its parent's connections."""
+    return _storage(url, float(heartbeat_s), float(grace_s), os.getpid())
+
+
+@functools.cache
+def _storage(url: str, heartbeat_s: float, grace_s: float, pid: int) -> Any:
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
