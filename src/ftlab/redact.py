@@ -105,9 +105,10 @@ def redact_yaml_files(folder: str | Path) -> None:
     secrets = secret_values()
     folder = Path(folder)
     paths = [folder] if folder.is_file() else sorted(folder.glob("*.yaml"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x the pure-Python one
     for path in paths:
         try:
-            content = yaml.safe_load(path.read_text())
+            content = yaml.load(path.read_text(), Loader=loader)
         except (OSError, yaml.YAMLError):
             continue
         redacted = redact_tree(content, secrets)
