@@ -166,6 +166,30 @@ def _make_unique(base: str, queue) -> None:
     queue.put(unique_dir(base))
 
 
+def _storage_id(url: str, queue) -> None:
+    from ftlab.sweep.storage import make_storage
+
+    queue.put(id(make_storage(url)))
+
+
+def test_a_process_opens_one_optuna_storage_per_url_and_a_child_opens_its_own(
+    tmp_path: Path,
+) -> None:
+    """An in-process sweep's jobs reuse the sweeper's storage instead of opening one a trial; a
+    forked child must never share its parent's database connections."""
+    from ftlab.sweep.storage import make_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = make_storage(url)
+    assert make_storage(url) is storage
+    assert make_storage(url, heartbeat_s=5) is not storage
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=_storage_id, args=(url, queue))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) != id(storage)
+
+
 def test_unique_dirs_never_collide_across_processes(tmp_path: Path) -> None:
     base = str(tmp_path / "outputs" / "same-second")
     context = multiprocessing.get_context("spawn")
