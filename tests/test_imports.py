@@ -94,7 +94,7 @@ LAYERS = [
     {"finetune", "callbacks"},
     {"models", "data"},
     {"config"},
-    {"console", "stopping", "filelock", "redact"},
+    {"console", "stopping", "filelock", "redact", "collector"},
     {"names", "errors", "ftlab"},
 ]
 

@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ftlab.collector import collector_paused, collector_skips_what_exists
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
 from ftlab.config.setup import prepare_hydra
@@ -47,7 +48,9 @@ DDP_RUN_ID_VARIABLE = "FTLAB_RUN_ID"  # rank 0's run id, inherited by the ranks 
 def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     """Fine-tune as configured. Returns the objective for sweeps (`value`: best monitored score,
     `pruned_at_epoch`) and the final `metrics`."""
-    with _no_garbage_collection_in_setup():
+    # The collector stays off while the run imports and builds; fitting turns it back on, and so
+    # does the end of the run however it ends, since a sweep worker goes on to its next trial.
+    with collector_paused():
         return _train(cfg, multirun)
 
 
@@ -345,7 +348,7 @@ def _fit_and_test(
     # Lightning runs a compiled module's forward and keeps the weights in `model` itself.
     runnable = torch.compile(model) if cfg.trainer.get("compile") else model
     # weights_only: a checkpoint is loaded without running any pickled code.
-    with _collector_skips_setup():
+    with collector_skips_what_exists():  # the imports and the built run stay frozen
         trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     # Testing replaces the trainer's metrics: the last epoch's val/* are kept for the objective.
     fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -371,34 +374,6 @@ def _fit_and_test(
         shown = {k: v for k, v in metrics.items() if k.startswith("test/")} or metrics
         print_results("test metrics (best checkpoint)" if best else "final metrics", shown)
     return _objective(cfg, trainer, metrics, final)
-
-
-@contextlib.contextmanager
-def _no_garbage_collection_in_setup() -> Iterator[None]:
-    """Python's cyclic garbage collector stays off while a run imports and builds what it needs.
-    Full collections walk every object alive, and imports keep adding objects that live as long
-    as the process: measured on the digits CNN, 9 full collections during start-up took 2.3 s and
-    found next to nothing. Fitting turns it back on (`_collector_skips_setup`); so does the end of
-    the run however it ends, since a sweep worker goes on to its next trial."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        (gc.enable if enabled else gc.disable)()  # as the caller had it, fitting or not
-
-
-@contextlib.contextmanager
-def _collector_skips_setup() -> Iterator[None]:
-    """Collect garbage while fitting, but leave the ~800k objects of the imports and the built run
-    alone (frozen): each full collection walks them all, 0.3-0.6 s here. Unfrozen afterwards, so
-    whatever became garbage meanwhile is still collected."""
-    gc.freeze()
-    gc.enable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _objective(

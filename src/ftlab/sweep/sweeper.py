@@ -398,12 +398,15 @@ class OptunaSweeper(Sweeper):
 
 
 def check_trial_config(job: DictConfig) -> None:
-    """`ftlab train`'s checks on a trial's config, in whichever process runs them."""
+    """`ftlab train`'s checks on a trial's config, in whichever process runs them. They read the
+    targets' signatures, so this is where the process first imports torch and Lightning."""
+    from ftlab.collector import collector_paused
     from ftlab.config.checks import check_config
     from ftlab.config.setup import prepare_hydra
 
     prepare_hydra()  # the resolvers the config uses, in a fresh worker too
-    check_config(job)
+    with collector_paused():
+        check_config(job)
 
 
 def counted_trials(trials: list[Any]) -> int:

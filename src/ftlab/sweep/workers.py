@@ -92,7 +92,10 @@ def _start() -> None:
 
 def _warm_up() -> None:
     """The bulk of what every trial imports, loaded while the sweep opens its study."""
-    import lightning.pytorch  # noqa: F401 - and torch with it
+    from ftlab.collector import collector_paused
+
+    with collector_paused():
+        import lightning.pytorch  # noqa: F401 - and torch with it
 
 
 def _pin(device: str | None, threads: int | None) -> None:
@@ -101,7 +104,10 @@ def _pin(device: str | None, threads: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
+        from ftlab.collector import collector_paused
+
+        with collector_paused():
+            import torch
 
         torch.set_num_threads(threads)
 
