@@ -11,8 +11,8 @@ of it with its own numbers set where Hydra would have set them, and its own over
 A job's shape is every override line as written, except that a number assigned to a dotted key
 (`key=1e-3`, `+key=7`, `++key=7`) stands as its key, kind of assignment and type. Anything else (a
 config group choice, a string, a list or dict, a deletion) is part of the shape itself, so it is
-always composed by Hydra. A number Hydra refuses (an int field given 0.5) falls back to Hydra,
-which raises its own error.
+always composed by Hydra. A number Hydra refuses in a known shape (an int too large for a float
+field) falls back to Hydra, which raises its own error.
 """
 
 from __future__ import annotations
