@@ -283,6 +283,56 @@ def test_a_run_leaves_the_garbage_collector_on_and_unfrozen(tmp_path: Path) -> N
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
+def test_a_process_running_trial_after_trial_keeps_its_imports_frozen_and_collects_each_trial(
+    tmp_path: Path,
+) -> None:
+    """A sweep's own process and its workers freeze their imports for good, before the collector
+    is back on; each trial then neither unfreezes them nor leaves anything of its own frozen (a
+    trial's model, frozen, would never be freed). In a fresh interpreter: the freeze is for life,
+    and the imports must be its first."""
+    import json
+    import subprocess
+    import sys
+
+    run = [*TINY_DIGITS_RUN, "logger.enabled=false", "test=false"]
+    child = subprocess.run(
+        [sys.executable, "-c", TRIALS_IN_ONE_PROCESS, json.dumps(run), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    found = json.loads(child.stdout.splitlines()[-1])
+    frozen = found["frozen"]
+    assert frozen > 100_000, "torch and Lightning's objects were not frozen"
+    assert found["collections"] == 0, "a collection walked the imports before they were frozen"
+    for enabled, still_frozen in found["after_each_trial"]:  # frozen objects may die by refcount
+        assert enabled and 0.9 * frozen < still_frozen <= frozen, found
+    assert found["modules_alive"] == 0, "a trial's model outlived its trial"
+
+
+TRIALS_IN_ONE_PROCESS = """
+import gc, json, sys
+from ftlab.sweep.workers import import_for_trials
+assert "torch" not in sys.modules
+gc.enable()
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase))
+import_for_trials()
+gc.callbacks.clear()
+frozen = gc.get_freeze_count()
+from ftlab.config.setup import compose_train
+from ftlab.models.module import FineTuneModule
+from ftlab.train import train
+after_each_trial = []
+for index in range(2):
+    train(compose_train(json.loads(sys.argv[1]), f"{sys.argv[2]}/{index}"))
+    after_each_trial.append((gc.isenabled(), gc.get_freeze_count()))
+gc.collect()
+alive = sum(isinstance(o, FineTuneModule) for o in gc.get_objects())
+print(json.dumps({"frozen": frozen, "collections": collections.count("start"),
+                  "after_each_trial": after_each_trial, "modules_alive": alive}))
+"""
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "other_rank"),
     [("RANK", "1", True), ("GROUP_RANK", "2", True), ("SLURM_PROCID", "3", True),

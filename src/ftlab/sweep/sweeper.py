@@ -403,8 +403,10 @@ def check_trial_config(job: DictConfig) -> None:
     from ftlab.collector import collector_paused
     from ftlab.config.checks import check_config
     from ftlab.config.setup import prepare_hydra
+    from ftlab.sweep.workers import import_for_trials
 
     prepare_hydra()  # the resolvers the config uses, in a fresh worker too
+    import_for_trials()
     with collector_paused():
         check_config(job)
 

@@ -59,7 +59,7 @@ class WorkerPool:
             for s in self.slots
         ]
         for executor in self.executors:  # start the processes (and ftlab's imports) now
-            executor.submit(_warm_up if warm_up else _start)
+            executor.submit(import_for_trials if warm_up else _start)
         self.busy: dict[Future, int] = {}
 
     def call(self, function: Any, *args: Any) -> Any:
@@ -90,12 +90,18 @@ def _start() -> None:
     """Nothing: submitting it starts the worker process."""
 
 
-def _warm_up() -> None:
-    """The bulk of what every trial imports, loaded while the sweep opens its study."""
-    from ftlab.collector import collector_paused
+def import_for_trials() -> None:
+    """The bulk of what every trial imports, loaded once in a process that runs trials (a
+    worker, while the sweep opens its study; the sweep's own process, before its config check)
+    and then left out of the garbage collector's walks for good."""
+    from ftlab.collector import collector_paused, freeze_for_life
 
     with collector_paused():
         import lightning.pytorch  # noqa: F401 - and torch with it
+
+        # Frozen before the collector is back on, whose first collection would otherwise walk
+        # everything the imports made (0.5 s): it all sits in the youngest generation.
+        freeze_for_life()
 
 
 def _pin(device: str | None, threads: int | None) -> None:
