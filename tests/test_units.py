@@ -283,53 +283,58 @@ def test_a_run_leaves_the_garbage_collector_on_and_unfrozen(tmp_path: Path) -> N
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
+@pytest.mark.parametrize("first", ["sweep_check", "job"])
 def test_a_process_running_trial_after_trial_keeps_its_imports_frozen_and_collects_each_trial(
-    tmp_path: Path,
+    tmp_path: Path, first: str
 ) -> None:
-    """A sweep's own process and its workers freeze their imports for good, before the collector
-    is back on; each trial then neither unfreezes them nor leaves anything of its own frozen (a
-    trial's model, frozen, would never be freed). In a fresh interpreter: the freeze is for life,
-    and the imports must be its first."""
+    """A process that runs multirun jobs freezes its imports for good, before the collector is
+    back on: at the sweep's config check (a sweep's own process, a worker) or at its first job
+    (a launcher's worker). Each job then neither unfreezes them nor leaves anything of its own
+    frozen (a trial's model, frozen, would never be freed). In a fresh interpreter: the freeze is
+    for life, and the imports must be its first."""
     import json
     import subprocess
     import sys
 
     run = [*TINY_DIGITS_RUN, "logger.enabled=false", "test=false"]
     child = subprocess.run(
-        [sys.executable, "-c", TRIALS_IN_ONE_PROCESS, json.dumps(run), str(tmp_path)],
+        [sys.executable, "-c", JOBS_IN_ONE_PROCESS, json.dumps(run), str(tmp_path), first],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert child.returncode == 0, child.stderr[-3000:]
     found = json.loads(child.stdout.splitlines()[-1])
-    frozen = found["frozen"]
-    assert frozen > 100_000, "torch and Lightning's objects were not frozen"
-    assert found["collections"] == 0, "a collection walked the imports before they were frozen"
-    for enabled, still_frozen in found["after_each_trial"]:  # frozen objects may die by refcount
-        assert enabled and 0.9 * frozen < still_frozen <= frozen, found
-    assert found["modules_alive"] == 0, "a trial's model outlived its trial"
+    assert found["collections_over_unfrozen_imports"] == 0
+    (on_1, frozen), (on_2, still_frozen) = found["after_each_job"]
+    assert on_1 and on_2 and frozen > 100_000, "torch and Lightning's objects were not frozen"
+    # Frozen objects may still die by refcount; a job's own objects must not join them.
+    assert 0.9 * frozen < still_frozen <= frozen, found
+    assert found["modules_alive"] == 0, "a job's model outlived its job"
 
 
-TRIALS_IN_ONE_PROCESS = """
+JOBS_IN_ONE_PROCESS = """
 import gc, json, sys
-from ftlab.sweep.workers import import_for_trials
-assert "torch" not in sys.modules
-gc.enable()
-collections = []
-gc.callbacks.append(lambda phase, info: collections.append(phase))
-import_for_trials()
-gc.callbacks.clear()
-frozen = gc.get_freeze_count()
 from ftlab.config.setup import compose_train
-from ftlab.models.module import FineTuneModule
 from ftlab.train import train
-after_each_trial = []
+assert "torch" not in sys.modules
+walked = []
+def watch(phase, info):
+    if phase == "start" and "torch" in sys.modules and gc.get_freeze_count() == 0:
+        walked.append(info["generation"])
+gc.enable()
+gc.callbacks.append(watch)
+if sys.argv[3] == "sweep_check":  # as the sweeper's check and its workers' warm-up do
+    from ftlab.collector import import_for_trials
+    import_for_trials()
+after_each_job = []
 for index in range(2):
-    train(compose_train(json.loads(sys.argv[1]), f"{sys.argv[2]}/{index}"))
-    after_each_trial.append((gc.isenabled(), gc.get_freeze_count()))
+    train(compose_train(json.loads(sys.argv[1]), f"{sys.argv[2]}/{index}"), multirun=True)
+    after_each_job.append((gc.isenabled(), gc.get_freeze_count()))
+gc.callbacks.clear()
+from ftlab.models.module import FineTuneModule
 gc.collect()
 alive = sum(isinstance(o, FineTuneModule) for o in gc.get_objects())
-print(json.dumps({"frozen": frozen, "collections": collections.count("start"),
-                  "after_each_trial": after_each_trial, "modules_alive": alive}))
+print(json.dumps({"collections_over_unfrozen_imports": len(walked),
+                  "after_each_job": after_each_job, "modules_alive": alive}))
 """
 
 

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.collector import collector_paused, collector_skips_what_exists
+from ftlab.collector import collector_paused, collector_skips_what_exists, import_for_trials
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
 from ftlab.config.setup import prepare_hydra
@@ -51,6 +51,8 @@ def train(cfg: DictConfig, multirun: bool = False) -> dict[str, Any]:
     # The collector stays off while the run imports and builds; fitting turns it back on, and so
     # does the end of the run however it ends, since a sweep worker goes on to its next trial.
     with collector_paused():
+        if multirun:  # this process may run job after job: its imports are frozen for good
+            import_for_trials()
         return _train(cfg, multirun)
 
 

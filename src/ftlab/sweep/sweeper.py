@@ -400,10 +400,9 @@ class OptunaSweeper(Sweeper):
 def check_trial_config(job: DictConfig) -> None:
     """`ftlab train`'s checks on a trial's config, in whichever process runs them. They read the
     targets' signatures, so this is where the process first imports torch and Lightning."""
-    from ftlab.collector import collector_paused
+    from ftlab.collector import collector_paused, import_for_trials
     from ftlab.config.checks import check_config
     from ftlab.config.setup import prepare_hydra
-    from ftlab.sweep.workers import import_for_trials
 
     prepare_hydra()  # the resolvers the config uses, in a fresh worker too
     import_for_trials()

@@ -25,6 +25,8 @@ import sys
 from concurrent.futures import Future
 from typing import Any
 
+from ftlab.collector import import_for_trials
+
 
 def worker_devices(workers: int, devices: Any) -> list[dict[str, Any]]:
     """One {device, threads} per worker: the GPUs given (or all visible), else CPU shares."""
@@ -88,20 +90,6 @@ class WorkerPool:
 
 def _start() -> None:
     """Nothing: submitting it starts the worker process."""
-
-
-def import_for_trials() -> None:
-    """The bulk of what every trial imports, loaded once in a process that runs trials (a
-    worker, while the sweep opens its study; the sweep's own process, before its config check)
-    and then left out of the garbage collector's walks for good."""
-    from ftlab.collector import collector_paused, freeze_for_life
-
-    with collector_paused():
-        import lightning.pytorch  # noqa: F401 - and torch with it
-
-        # Frozen before the collector is back on, whose first collection would otherwise walk
-        # everything the imports made (0.5 s): it all sits in the youngest generation.
-        freeze_for_life()
 
 
 def _pin(device: str | None, threads: int | None) -> None:
