@@ -261,6 +261,44 @@ def test_checkpoint_writes_queue_in_order_without_waiting_for_each_other(tmp_pat
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["step"] == 1
 
 
+def test_a_queued_removal_holds_no_checkpoint_copy(tmp_path: Path) -> None:
+    """At most `IN_FLIGHT` checkpoint copies wait in memory to be written; a removal queued
+    behind a write holds none, so the next save does not wait for that write, and the one after
+    it, with two copies held, does."""
+    import threading
+
+    release = threading.Event()
+
+    class SlowToWrite:
+        def __reduce__(self):
+            release.wait(30)
+            return (int, (0,))
+
+    io = AtomicCheckpointIO()
+    assert io.IN_FLIGHT == 2
+    io.save_checkpoint({"step": torch.tensor(1), "slow": SlowToWrite()}, tmp_path / "best.ckpt")
+    io.remove_checkpoint(tmp_path / "old-best.ckpt")
+    returned = []
+
+    def save(name: str) -> None:
+        io.save_checkpoint({"step": torch.tensor(2)}, tmp_path / name)
+        returned.append(name)
+
+    second = threading.Thread(target=save, args=("last.ckpt",))
+    second.start()
+    second.join(timeout=10)
+    third = threading.Thread(target=save, args=("later.ckpt",))
+    third.start()
+    third.join(timeout=1)
+    returned_before_release = list(returned)
+    release.set()
+    second.join(timeout=30)
+    third.join(timeout=30)
+    io.teardown()
+    assert returned_before_release == ["last.ckpt"], "a removal counted as a copy held"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt", "later.ckpt"]
+
+
 def test_resume_mid_epoch_equals_an_uninterrupted_fit(tmp_path: Path) -> None:
     """In-process: stop after a mid-epoch step checkpoint, resume, compare weights bitwise."""
     import lightning.pytorch as L

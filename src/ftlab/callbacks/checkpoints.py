@@ -44,7 +44,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.background = background
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: list[Future] = []
+        self._pending: list[tuple[Future, bool]] = []  # queued work; whether it holds a copy
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
@@ -57,11 +57,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return _write_atomically(checkpoint, Path(path))
         self._wait_for_room()
         snapshot = _snapshot(checkpoint)  # a memory copy: cheap beside writing and fsyncing
-        self._submit(_write_atomically, snapshot, Path(path))
+        self._submit(_write_atomically, snapshot, Path(path), holds_copy=True)
 
     def remove_checkpoint(self, path: str | Path) -> None:
         if self._pending and "://" not in str(path):
-            self._submit(super().remove_checkpoint, path)  # after the writes queued before it
+            self._submit(super().remove_checkpoint, path, holds_copy=False)  # after the writes
         else:
             self.wait()
             super().remove_checkpoint(path)
@@ -69,7 +69,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def wait(self) -> None:
         """Block until every write and removal queued is done; raise the first failure."""
         pending, self._pending = self._pending, []
-        for future in pending:
+        for future, _ in pending:
             future.result()
 
     def teardown(self) -> None:
@@ -78,15 +78,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._pool.shutdown()
             self._pool = None
 
-    def _submit(self, work: Any, *args: Any) -> None:
+    def _submit(self, work: Any, *args: Any, holds_copy: bool) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlab-checkpoint")
-        self._pending.append(self._pool.submit(work, *args))
+        self._pending.append((self._pool.submit(work, *args), holds_copy))
 
     def _wait_for_room(self) -> None:
         # One worker finishes them in the order queued: the oldest is the one to wait for.
-        while self._pending and (self._pending[0].done() or len(self._pending) >= self.IN_FLIGHT):
-            self._pending.pop(0).result()  # a failed write stops training at the next save
+        while self._pending and (
+            self._pending[0][0].done() or sum(holds for _, holds in self._pending) >= self.IN_FLIGHT
+        ):
+            self._pending.pop(0)[0].result()  # a failed write stops training at the next save
 
 
 def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
