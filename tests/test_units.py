@@ -167,27 +167,30 @@ def _make_unique(base: str, queue) -> None:
 
 
 def _storage_id(url: str, queue) -> None:
-    from ftlab.sweep.storage import make_storage
+    from ftlab.sweep.storage import lock_engine, make_storage
 
-    queue.put(id(make_storage(url)))
+    queue.put((id(make_storage(url)), id(lock_engine(url))))
 
 
 def test_a_process_opens_one_optuna_storage_per_url_and_a_child_opens_its_own(
     tmp_path: Path,
 ) -> None:
     """An in-process sweep's jobs reuse the sweeper's storage instead of opening one a trial; a
-    forked child must never share its parent's database connections."""
-    from ftlab.sweep.storage import make_storage
+    forked child must never share its parent's database connections (the storage's, nor those
+    of the engine that takes the study lock on PostgreSQL and MySQL)."""
+    from ftlab.sweep.storage import lock_engine, make_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    storage = make_storage(url)
-    assert make_storage(url) is storage
+    storage, engine = make_storage(url), lock_engine(url)
+    assert make_storage(url) is storage and lock_engine(url) is engine
     assert make_storage(url, heartbeat_s=5) is not storage
     queue = multiprocessing.get_context("fork").Queue()
     child = multiprocessing.get_context("fork").Process(target=_storage_id, args=(url, queue))
     child.start()
     child.join(timeout=60)
-    assert child.exitcode == 0 and queue.get(timeout=5) != id(storage)
+    assert child.exitcode == 0
+    child_storage, child_engine = queue.get(timeout=5)
+    assert child_storage != id(storage) and child_engine != id(engine)
 
 
 def test_unique_dirs_never_collide_across_processes(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def _database_lock(url: str, acquire: str, release: str) -> Iterator[None]:
     from sqlalchemy import text
 
     arguments = {"key": _LOCK_KEY, "name": _LOCK_NAME}
-    with _engine(url).connect() as connection:
+    with lock_engine(url).connect() as connection:
         connection.execute(text(acquire), arguments)
         try:
             yield
@@ -96,8 +96,15 @@ def _database_lock(url: str, acquire: str, release: str) -> Iterator[None]:
             connection.commit()
 
 
+def lock_engine(url: str) -> Any:
+    """The engine that takes the study lock inside a database: one per URL and process, the
+    process id in the key as for storages, so a forked child never shares its parent's pooled
+    connections."""
+    return _engine(url, os.getpid())
+
+
 @functools.cache
-def _engine(url: str) -> Any:
+def _engine(url: str, pid: int) -> Any:
     from sqlalchemy import create_engine
 
     return create_engine(url, pool_pre_ping=True)
