@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -237,20 +238,25 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+class _WaitsToBeWritten:
+    """A checkpoint value whose pickling blocks until `release` is set: a write in progress."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def __reduce__(self):
+        self.release.wait(30)
+        return (int, (0,))
+
+
 def test_checkpoint_writes_queue_in_order_without_waiting_for_each_other(tmp_path: Path) -> None:
     """An epoch's best and last checkpoints: the second save returns while the first is still
     being written, and a removal queued after them happens after them."""
-    import threading
-
     release = threading.Event()
-
-    class SlowToWrite:
-        def __reduce__(self):
-            release.wait(30)
-            return (int, (0,))
-
     io = AtomicCheckpointIO()
-    io.save_checkpoint({"step": torch.tensor(1), "slow": SlowToWrite()}, tmp_path / "best.ckpt")
+    io.save_checkpoint(
+        {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
+    )
     io.save_checkpoint({"step": torch.tensor(1)}, tmp_path / "last.ckpt")
     io.remove_checkpoint(tmp_path / "best.ckpt")
     written_before_release = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt")
@@ -265,18 +271,12 @@ def test_a_queued_removal_holds_no_checkpoint_copy(tmp_path: Path) -> None:
     """At most `IN_FLIGHT` checkpoint copies wait in memory to be written; a removal queued
     behind a write holds none, so the next save does not wait for that write, and the one after
     it, with two copies held, does."""
-    import threading
-
     release = threading.Event()
-
-    class SlowToWrite:
-        def __reduce__(self):
-            release.wait(30)
-            return (int, (0,))
-
     io = AtomicCheckpointIO()
     assert io.IN_FLIGHT == 2
-    io.save_checkpoint({"step": torch.tensor(1), "slow": SlowToWrite()}, tmp_path / "best.ckpt")
+    io.save_checkpoint(
+        {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
+    )
     io.remove_checkpoint(tmp_path / "old-best.ckpt")
     returned = []
 
