@@ -50,9 +50,10 @@ def collector_skips_what_exists() -> Iterator[None]:
 def freeze_for_life() -> None:
     """Leave everything alive now out of every later collection, for as long as the process
     lives: for a process that runs trial after trial (a sweep's own, a sweep worker), called
-    once its imports are done and before the collector is back on. Unfrozen, those imports came back into a full collection every
-    few trials, 0.4-0.6 s each; what the trials create is not frozen, so it is still collected.
-    The garbage the imports left (about 13k objects, with the collector paused) stays too."""
+    once its imports are done and before the collector is back on. Unfrozen, those imports came
+    back into a full collection every few trials, 0.4-0.6 s each; what the trials create is not
+    frozen, so it is still collected. The garbage the imports left (about 13k objects, with the
+    collector paused) stays too."""
     global _frozen_for_life
     if not _frozen_for_life:
         gc.freeze()
