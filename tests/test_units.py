@@ -286,13 +286,13 @@ def test_a_run_leaves_the_garbage_collector_on_and_unfrozen(tmp_path: Path) -> N
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
-@pytest.mark.parametrize("first", ["sweep_check", "job"])
+@pytest.mark.parametrize("first", ["sweep_check", "worker", "job"])
 def test_a_process_running_trial_after_trial_keeps_its_imports_frozen_and_collects_each_trial(
     tmp_path: Path, first: str
 ) -> None:
     """A process that runs multirun jobs freezes its imports for good, before the collector is
-    back on: at the sweep's config check (a sweep's own process, a worker) or at its first job
-    (a launcher's worker). Each job then neither unfreezes them nor leaves anything of its own
+    back on: at the sweep's config check (a sweep's own process), at a worker's start (torch, to
+    size its threads, then Lightning) or at its first job (a launcher's worker). Each job then neither unfreezes them nor leaves anything of its own
     frozen (a trial's model, frozen, would never be freed). In a fresh interpreter: the freeze is
     for life, and the imports must be its first."""
     import json
@@ -325,8 +325,13 @@ def watch(phase, info):
         walked.append(info["generation"])
 gc.enable()
 gc.callbacks.append(watch)
-if sys.argv[3] == "sweep_check":  # as the sweeper's check and its workers' warm-up do
+if sys.argv[3] == "sweep_check":  # as the sweeper's check does
     from ftlab.collector import import_for_trials
+    import_for_trials()
+elif sys.argv[3] == "worker":  # as a worker pool's process starts: pinned, then warmed up
+    from ftlab.collector import import_for_trials
+    from ftlab.sweep.workers import _pin
+    _pin(None, 1)
     import_for_trials()
 after_each_job = []
 for index in range(2):

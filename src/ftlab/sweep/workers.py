@@ -25,7 +25,7 @@ import sys
 from concurrent.futures import Future
 from typing import Any
 
-from ftlab.collector import import_for_trials
+from ftlab.collector import import_for_life, import_for_trials
 
 
 def worker_devices(workers: int, devices: Any) -> list[dict[str, Any]]:
@@ -98,10 +98,8 @@ def _pin(device: str | None, threads: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        from ftlab.collector import collector_paused
-
-        with collector_paused():
-            import torch
+        import_for_life("torch")
+        import torch
 
         torch.set_num_threads(threads)
 
