@@ -292,9 +292,10 @@ def test_a_process_running_trial_after_trial_keeps_its_imports_frozen_and_collec
 ) -> None:
     """A process that runs multirun jobs freezes its imports for good, before the collector is
     back on: at the sweep's config check (a sweep's own process), at a worker's start (torch, to
-    size its threads, then Lightning) or at its first job (a launcher's worker). Each job then neither unfreezes them nor leaves anything of its own
-    frozen (a trial's model, frozen, would never be freed). In a fresh interpreter: the freeze is
-    for life, and the imports must be its first."""
+    size its threads, then Lightning) or at its first job (a launcher's worker). Each job then
+    neither unfreezes them nor leaves anything of its own frozen (a trial's model, frozen, would
+    never be freed). In a fresh interpreter: the freeze is for life, and the imports must be its
+    first."""
     import json
     import subprocess
     import sys
