@@ -299,6 +299,105 @@ def test_a_queued_removal_holds_no_checkpoint_copy(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt", "later.ckpt"]
 
 
+def test_the_last_save_of_a_fit_is_written_at_once_after_earlier_writes_of_its_file(
+    tmp_path: Path,
+) -> None:
+    """Inside `last_of_fit()` a save returns with its file written, beside a write of another
+    file still in progress, and after an earlier queued write of the same file."""
+    release = threading.Event()
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(
+        {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
+    )
+    with io.last_of_fit():
+        io.save_checkpoint({"step": torch.tensor(1)}, tmp_path / "last.ckpt")
+    written_beside_a_slow_write = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt")
+    release.set()
+    io.wait()
+
+    second_release = threading.Event()
+    io.save_checkpoint(
+        {"step": torch.tensor(2), "slow": _WaitsToBeWritten(second_release)},
+        tmp_path / "last.ckpt",
+    )
+    returned = threading.Event()
+
+    def save_last_of_fit() -> None:
+        with io.last_of_fit():
+            io.save_checkpoint({"step": torch.tensor(3)}, tmp_path / "last.ckpt")
+        returned.set()
+
+    saver = threading.Thread(target=save_last_of_fit)
+    saver.start()
+    returned_before_the_earlier_write = returned.wait(1)
+    second_release.set()
+    saver.join(timeout=30)
+    io.teardown()
+    assert written_beside_a_slow_write == ["last.ckpt"]
+    assert not returned_before_the_earlier_write, "did not wait for the earlier write of its file"
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["step"] == 3
+
+
+@pytest.mark.parametrize(
+    ("ends_by", "overrides", "steps_saved"),
+    [
+        ("max_epochs", ["trainer.max_epochs=3"], 3),
+        ("max_steps", ["trainer.max_epochs=3", "trainer.max_steps=SEE_BELOW"], 2),
+        (
+            "early stopping",
+            [
+                "trainer.max_epochs=4",
+                "callbacks.early_stopping.patience=1",
+                "+callbacks.early_stopping.min_delta=1000",  # no epoch after the first improves
+            ],
+            2,
+        ),
+    ],
+)
+def test_only_the_fits_last_save_is_written_without_a_copy(
+    tmp_path: Path, ends_by: str, overrides: list[str], steps_saved: int
+) -> None:
+    """However the fit ends, its last save of `last.ckpt` is the only one written at once
+    (`last_of_fit`); the ones before it go to the background writer, as training goes on."""
+    import lightning.pytorch as L
+
+    from ftlab import builders
+
+    class Recording(AtomicCheckpointIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.saves: list[tuple[str, int, bool]] = []
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            self.saves.append((Path(path).name, checkpoint["global_step"], self._last_of_fit))
+            super().save_checkpoint(checkpoint, path, storage_options)
+
+    def fit(extra: list[str], output_dir: Path) -> tuple[Recording, L.Trainer]:
+        cfg = compose_train(
+            [*TINY_DIGITS_RUN, "logger=none", "trainer.enable_progress_bar=false", *extra],
+            output_dir=str(output_dir),
+        )
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = builders.build_datamodule(cfg)
+        model = builders.build_model(cfg, datamodule)
+        trainer = builders.build_trainer(cfg, builders.build_callbacks(cfg, with_logger=False))
+        recording = trainer.strategy.checkpoint_io = Recording()
+        trainer.fit(model, datamodule=datamodule)
+        return recording, trainer
+
+    if ends_by == "max_steps":  # half-way through the second epoch
+        steps_per_epoch = fit(["trainer.max_epochs=1"], tmp_path / "one-epoch")[1].global_step
+        overrides = [*overrides[:1], f"trainer.max_steps={steps_per_epoch * 3 // 2}"]
+    recording, trainer = fit(overrides, tmp_path / "run")
+    last_saves = [(step, at_once) for name, step, at_once in recording.saves if name == "last.ckpt"]
+    assert len(last_saves) == steps_saved
+    assert [at_once for _, at_once in last_saves] == [False] * (steps_saved - 1) + [True]
+    assert last_saves[-1][0] == trainer.global_step
+    assert not any(at_once for name, _, at_once in recording.saves if name != "last.ckpt")
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == trainer.global_step
+
+
 def test_resume_mid_epoch_equals_an_uninterrupted_fit(tmp_path: Path) -> None:
     """In-process: stop after a mid-epoch step checkpoint, resume, compare weights bitwise."""
     import lightning.pytorch as L

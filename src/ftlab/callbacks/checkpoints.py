@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     asked for, on one thread; an epoch's best and last checkpoints queue behind each other
     instead of the second waiting for the first (at most `IN_FLIGHT` copies held at once). The
     end of fit waits for them all, so a failed write is reported.
+
+    The fit's last save needs no copy: nothing trains after it. Inside `last_of_fit()` a save is
+    written on the calling thread from the checkpoint as given, while the background thread
+    finishes what was queued before it (the epoch's best): the copy of the full training state
+    (0.2 s for MiniLM's 270 MB) is saved, and the two writes overlap instead of queueing.
     """
 
     IN_FLIGHT = 2
@@ -44,7 +51,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.background = background
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: list[tuple[Future, bool]] = []  # queued work; whether it holds a copy
+        self._pending: list[tuple[Future, bool, Path]] = []  # work; holds a copy; its file
+        self._last_of_fit = False
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
@@ -52,16 +60,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote filesystems have their own transactions
             self.wait()
             return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        if self._last_of_fit:
+            self._wait_for(target)  # an earlier write of this file must not land after this one
+            return _write_atomically(checkpoint, target)
         if not self.background:
             self.wait()
-            return _write_atomically(checkpoint, Path(path))
+            return _write_atomically(checkpoint, target)
         self._wait_for_room()
         snapshot = _snapshot(checkpoint)  # a memory copy: cheap beside writing and fsyncing
-        self._submit(_write_atomically, snapshot, Path(path), holds_copy=True)
+        self._submit(_write_atomically, snapshot, target, path=target, holds_copy=True)
+
+    @contextmanager
+    def last_of_fit(self) -> Iterator[None]:
+        """Saves inside are written before they return, without a copy: for a save that nothing
+        changes after (the fit's last, or the one before a stop)."""
+        self._last_of_fit = True
+        try:
+            yield
+        finally:
+            self._last_of_fit = False
 
     def remove_checkpoint(self, path: str | Path) -> None:
         if self._pending and "://" not in str(path):
-            self._submit(super().remove_checkpoint, path, holds_copy=False)  # after the writes
+            self._submit(super().remove_checkpoint, path, path=Path(path), holds_copy=False)
         else:
             self.wait()
             super().remove_checkpoint(path)
@@ -69,7 +91,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def wait(self) -> None:
         """Block until every write and removal queued is done; raise the first failure."""
         pending, self._pending = self._pending, []
-        for future, _ in pending:
+        for future, _, _ in pending:
             future.result()
 
     def teardown(self) -> None:
@@ -78,15 +100,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._pool.shutdown()
             self._pool = None
 
-    def _submit(self, work: Any, *args: Any, holds_copy: bool) -> None:
+    def _submit(self, work: Any, *args: Any, path: Path, holds_copy: bool) -> None:
+        """Queue `work(*args)` behind what is queued; `path` is the file it writes or removes."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlab-checkpoint")
-        self._pending.append((self._pool.submit(work, *args), holds_copy))
+        self._pending.append((self._pool.submit(work, *args), holds_copy, path))
+
+    def _wait_for(self, path: Path) -> None:
+        for future, _, queued in self._pending:
+            if queued == path:
+                future.result()
 
     def _wait_for_room(self) -> None:
         # One worker finishes them in the order queued: the oldest is the one to wait for.
         while self._pending and (
-            self._pending[0][0].done() or sum(holds for _, holds in self._pending) >= self.IN_FLIGHT
+            self._pending[0][0].done()
+            or sum(holds for _, holds, _ in self._pending) >= self.IN_FLIGHT
         ):
             self._pending.pop(0)[0].result()  # a failed write stops training at the next save
 
@@ -177,7 +206,7 @@ class LastCheckpoint(Checkpoint):
         after the previous optimizer step, and that step's metrics are already logged (at batch
         end Lightning has not logged them yet, so a resume from there would leave a gap)."""
         if self._stop_now(trainer):
-            self._save(trainer, before_batch=True)
+            self._save(trainer, before_batch=True, last_of_fit=True)
             raise Interrupted("stopped by signal; checkpoint saved")
         step, every = trainer.global_step, self.every_n_steps
         # Between accumulated micro-batches global_step stands still: save once per step.
@@ -191,7 +220,7 @@ class LastCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning calls checkpoint callbacks after the module's own epoch-end hook and after
         # validation, so early stopping and the best checkpoint are up to date in this file.
-        self._save(trainer)
+        self._save(trainer, last_of_fit=_fit_ends_after_this_epoch(trainer))
         if self._stop_now(trainer):
             raise Interrupted("stopped by signal; checkpoint saved")
 
@@ -210,13 +239,18 @@ class LastCheckpoint(Checkpoint):
         for counter in ("total", "current"):
             progress[counter]["ready"] = progress[counter]["started"]
 
-    def _save(self, trainer: L.Trainer, before_batch: bool = False) -> None:
+    def _save(
+        self, trainer: L.Trainer, before_batch: bool = False, last_of_fit: bool = False
+    ) -> None:
         # A checkpoint is a commit point: the metrics logged so far are stored with it, so a
         # resume from it leaves no gap in the run's metric history.
         _flush_loggers(trainer)
         self._before_batch = before_batch
+        io = trainer.strategy.checkpoint_io
+        at_once = last_of_fit and isinstance(io, AtomicCheckpointIO)
         try:
-            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+            with io.last_of_fit() if at_once else nullcontext():
+                trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
         finally:
             self._before_batch = False
         self._last_step_saved = trainer.global_step
@@ -238,6 +272,24 @@ class LastCheckpoint(Checkpoint):
         if trainer.world_size > 1:  # every rank must save and stop together
             return trainer.strategy.reduce_boolean_decision(STOP.requested, all=False)
         return STOP.requested
+
+
+def _fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
+    """Whether the fit loop stops once this epoch's end hooks are done, asked at their time.
+
+    Lightning's own `fit_loop.done` would answer this but logs and changes the epoch count when
+    it says yes. A wrong yes costs only speed: the save is then written before training goes on.
+    """
+    loop = trainer.fit_loop
+    epochs_done = loop.epoch_progress.current.processed  # counted before on_train_epoch_end
+    if loop.max_steps not in (None, -1) and trainer.global_step >= loop.max_steps:
+        return True
+    if loop.max_epochs not in (None, -1) and epochs_done >= loop.max_epochs:
+        return True
+    minimum_met = epochs_done >= (loop.min_epochs or 0) and trainer.global_step >= (
+        loop.min_steps or 0
+    )
+    return bool(trainer.should_stop) and minimum_met
 
 
 def _flush_loggers(trainer: L.Trainer) -> None:
