@@ -12,7 +12,11 @@ Round k trains both sides with seed 42 + k (data order, dropout, the head's init
 the val loss compared is the mean over rounds: on this task one seed's val loss moves by about
 0.04 with the seed alone, more than the sides differ, so a single seed would decide "equal
 quality" by chance. Times are medians over rounds.
-Run: .venv/bin/python benchmarks/bench_hf_trainer.py [--rounds 3] [--quick]
+
+`ftlab train` keeps freed memory for the next step (ftlab.allocator); the Trainer runs with
+glibc's defaults, as its users run it. `--same-malloc` gives the Trainer's process the same
+setting (glibc's MALLOC_ variables), to show how much of the difference that setting makes.
+Run: .venv/bin/python benchmarks/bench_hf_trainer.py [--rounds 3] [--quick] [--same-malloc]
 """
 
 from __future__ import annotations
@@ -33,9 +37,13 @@ from common import write_results
 FULL = (["data.max_samples=2000"], 100)
 QUICK = (["data.max_samples=400"], 20)
 FIRST_SEED = 42  # the default config's seed; round k uses FIRST_SEED + k on both sides
+# What ftlab.allocator sets with mallopt, as the environment variables glibc reads at start-up.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
 
 
-def run_side(side: str, overrides: list[str], steps: int, workdir: Path) -> dict:
+def run_side(
+    side: str, overrides: list[str], steps: int, workdir: Path, same_malloc: bool = False
+) -> dict:
     out = workdir / f"{side}.json"
     out.unlink(missing_ok=True)
     overrides = [*overrides, f"trainer.max_steps={steps}"]
@@ -45,8 +53,9 @@ def run_side(side: str, overrides: list[str], steps: int, workdir: Path) -> dict
     else:
         script = str(BENCH_DIR / "hf_trainer.py")
         command = [sys.executable, script, "--steps", str(steps), "--out", str(out), *overrides]
+    env = _env() | (KEEP_FREED_MEMORY if same_malloc and side == "hf_trainer" else {})
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=workdir, env=_env(), capture_output=True, text=True)
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -66,6 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 round, 20 steps on 400 words")
+    parser.add_argument(
+        "--same-malloc", action="store_true", help="the Trainer keeps freed memory as ftlab does"
+    )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     overrides, steps = QUICK if args.quick else FULL
@@ -75,7 +87,9 @@ def main() -> None:
             order = ["ftlab", "hf_trainer"] if round_number % 2 == 0 else ["hf_trainer", "ftlab"]
             seeded = [*overrides, f"seed={FIRST_SEED + round_number}"]
             for side in order:
-                runs[side].append(run_side(side, seeded, steps, Path(scratch)))
+                runs[side].append(
+                    run_side(side, seeded, steps, Path(scratch), same_malloc=args.same_malloc)
+                )
     results = {
         side: {key: statistics.median(run[key] for run in records) for key in records[0]}
         | {
@@ -113,9 +127,9 @@ def main() -> None:
     )
     seeds = [FIRST_SEED + k for k in range(rounds)]
     sizes = {"overrides": overrides, "steps": steps, "rounds": rounds, "seeds": seeds}
-    print(
-        f"written: {write_results('hf_trainer', {**sizes, 'results': results}, quick=args.quick)}"
-    )
+    name = "hf_trainer-same-malloc" if args.same_malloc else "hf_trainer"
+    sizes["trainer_keeps_freed_memory"] = args.same_malloc
+    print(f"written: {write_results(name, {**sizes, 'results': results}, quick=args.quick)}")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ LAYERS = [
     {"finetune", "callbacks"},
     {"models", "data"},
     {"config"},
-    {"console", "stopping", "filelock", "redact", "collector"},
+    {"console", "stopping", "filelock", "redact", "collector", "allocator"},
     {"names", "errors", "ftlab"},
 ]
 

@@ -23,6 +23,7 @@ TAG_WEIGHTS = "ftlab.weights_sha256"  # what `reproduce --check` compares beside
 TAG_MODEL_URI = "ftlab.model_uri"  # models:/m-... of the logged model
 TAG_BACKBONE_SOURCE = "ftlab.backbone_source"  # lineage: the checkpoint or model it started from
 TAG_TRAINABLE = "ftlab.trainable_params"
+TAG_MALLOC = "ftlab.malloc"  # whether malloc keeps freed memory (ftlab.allocator)
 TAG_HEARTBEAT = "ftlab.heartbeat"  # unix seconds of the training process's last sign of life
 TAG_ERROR = "ftlab.error"
 TAG_REPRODUCES = "ftlab.reproduces"

@@ -560,7 +560,10 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
+    from ftlab.allocator import keep_freed_memory
     from ftlab.config.resolvers import add_default_output_dirs
+
+    keep_freed_memory()  # before the first large tensor: every step reuses what the last freed
 
     add_default_output_dirs(sys.argv)
     try:

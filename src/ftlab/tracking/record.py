@@ -18,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab import __version__
+from ftlab.allocator import malloc_setting
 from ftlab.names import (
     CHECKPOINTS_DIR,
     CONFIG_ARTIFACT,
@@ -26,6 +27,7 @@ from ftlab.names import (
     REGRESSION,
     REQUIREMENTS_ARTIFACT,
     TAG_BACKBONE_SOURCE,
+    TAG_MALLOC,
     TAG_MODEL_URI,
     TAG_OUTPUT_DIR,
     TAG_SEED,
@@ -67,6 +69,7 @@ def run_tags(cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
         "ftlab.finetune": str(cfg.finetune.name),
         "ftlab.experiment": choices.get("experiment") or "",
         TAG_OUTPUT_DIR: str(cfg.paths.output_dir),
+        TAG_MALLOC: malloc_setting(),
     }
     tags.update(git_state(cfg.paths.root_dir))
     tags.update(machine_tags(str(cfg.trainer.accelerator), cfg.trainer.devices))
