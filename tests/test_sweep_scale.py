@@ -113,6 +113,28 @@ def test_an_ftlab_sweep_on_workers_leaves_torch_to_them(workdir: Path) -> None:
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
 
 
+@pytest.mark.parametrize(
+    "parallel",
+    [
+        ["hydra.sweeper.workers=2"],
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
+    ],
+    ids=["worker pool", "joblib launcher"],
+)
+def test_trials_in_worker_processes_keep_freed_memory(parallel: list[str], workdir: Path) -> None:
+    """Worker processes never run `python -m ftlab.train`; each trial still sets the malloc
+    setting that `ftlab train` has (ftlab.allocator) and records it with its run."""
+    result = subprocess.run(
+        [FTLAB, "train", *DIGITS_SWEEP, "hydra.sweeper.n_trials=2", *parallel,
+         "logger.system_metrics=false", "logger.log_model=false"],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    children = [r for r in all_runs(local_store(workdir)) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2
+    assert {r.data.tags.get("ftlab.malloc") for r in children} == {"keeps freed memory"}
+
+
 def test_a_bad_trial_config_fails_in_a_worker_before_the_study(workdir: Path) -> None:
     """The job config is checked in the first worker (the check reads the targets' signatures):
     its error still comes back as one line, exit 2, with no study and no sweep folder."""

@@ -36,6 +36,8 @@ def keep_freed_memory() -> bool:
     """Set this process's malloc to keep freed memory; whether it was set. Call it before the
     large allocations start: blocks already mapped on their own are still unmapped when freed."""
     global _setting
+    if _setting == KEPT:  # a worker calls this for every trial it runs
+        return True
     if _allocator_chosen_by_user() or not _glibc():
         return False
     libc = ctypes.CDLL("libc.so.6")

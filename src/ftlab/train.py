@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ftlab.allocator import keep_freed_memory
 from ftlab.collector import collector_paused, collector_skips_what_exists, import_for_trials
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
@@ -543,6 +544,9 @@ prepare_hydra()
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> Any:
+    # Here, not in train(): this is the process's own entry, wherever Hydra calls it from (this
+    # command, a sweep's worker, a launcher's), and a library caller keeps its malloc as it is.
+    keep_freed_memory()  # before the model's tensors: every step reuses what the last one freed
     multirun = _is_multirun()
     try:
         result = train(cfg, multirun=multirun)
@@ -560,10 +564,7 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
-    from ftlab.allocator import keep_freed_memory
     from ftlab.config.resolvers import add_default_output_dirs
-
-    keep_freed_memory()  # before the first large tensor: every step reuses what the last freed
 
     add_default_output_dirs(sys.argv)
     try:
