@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def main() -> None:
     sizes = {"overrides": overrides, "steps": steps, "rounds": rounds, "seeds": seeds}
     name = "hf_trainer-same-malloc" if args.same_malloc else "hf_trainer"
     sizes["trainer_keeps_freed_memory"] = args.same_malloc
+    sizes["ftlab_malloc"] = os.environ.get("FTLAB_MALLOC", "ftlab's default (keeps freed memory)")
     print(f"written: {write_results(name, {**sizes, 'results': results}, quick=args.quick)}")
 
 

@@ -1,18 +1,22 @@
 """How a training process asks glibc's malloc to keep the memory it frees, for the next step.
 
-By default glibc maps every block over 32 MB on its own and unmaps it when freed, and hands the
-top of its heap back to the kernel once 128 KB of it are free. A training step frees and
-allocates the same blocks again each step (MiniLM's embedding gradient alone is 47 MB), so every
-step touches tens of MB of fresh pages, which the kernel faults in and zeroes one by one: about
-18k page faults per MiniLM step on CPU, and 12-18% of the step's time (a plain PyTorch loop, with
-and without this setting, side by side). With the freed memory kept for reuse there are none.
+With its defaults glibc maps large blocks on their own (above a threshold that rises to 32 MB as
+the process frees such blocks) and unmaps them when freed, and hands the top of its heap back to
+the kernel once more of it is free than a trim threshold (128 KB, rising with the other). A training step frees and allocates the same blocks
+again each step (MiniLM's embedding gradient alone is 47 MB), so every step touches tens of MB of
+fresh pages, which the kernel faults in and zeroes one by one: about 18k page faults per MiniLM
+step on CPU, and 12-18% of the step's time (a plain PyTorch loop, with and without this setting,
+side by side). With freed memory kept for reuse the main thread, where a CPU step runs, takes
+none; other threads still map blocks of 64 MB and more on their own.
 
 It is what preloading jemalloc or tcmalloc does for PyTorch on CPU, done with the allocator the
 process already has. The cost: memory freed during the run goes back to the system only when the
 process ends, and until freed blocks merge into ones that fit the next request (a few steps) the
-heap grows; MiniLM's peak RSS moved by 0.5% (1,628 against 1,620 MB). Left alone where the user chose: `FTLAB_MALLOC=system`, their own setting of
-these parameters (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_` and the like, or in
-`GLIBC_TUNABLES`), an `LD_PRELOAD`ed allocator, or a C library other than glibc.
+heap grows; MiniLM's peak RSS moved by 0.5% (1,628 against 1,620 MB). A process that runs trial
+after trial (a sweep's worker) keeps its largest trial's peak, and forked data loader workers
+inherit the setting and keep their own. Left alone where the user chose: `FTLAB_MALLOC=system`,
+their own setting of these parameters (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_` and the like,
+or in `GLIBC_TUNABLES`), an `LD_PRELOAD`ed allocator, or a C library other than glibc.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ _M_MMAP_MAX = -4
 _TUNABLES = ("mmap_max", "mmap_threshold", "trim_threshold", "top_pad")
 
 
-KEPT, SYSTEM = "keeps freed memory", "system default"  # what a run records as its setting
+# What a run records as its setting (the ftlab.malloc tag).
+KEPT, SYSTEM, USERS = "keeps freed memory", "system default", "left to the user's setting"
 _setting = SYSTEM
 
 
@@ -38,7 +43,10 @@ def keep_freed_memory() -> bool:
     global _setting
     if _setting == KEPT:  # a worker calls this for every trial it runs
         return True
-    if _allocator_chosen_by_user() or not _glibc():
+    if _allocator_chosen_by_user():
+        _setting = USERS
+        return False
+    if not _glibc():
         return False
     libc = ctypes.CDLL("libc.so.6")
     no_separate_maps = libc.mallopt(_M_MMAP_MAX, 0) == 1  # big blocks come from the heap too
@@ -49,8 +57,8 @@ def keep_freed_memory() -> bool:
 
 
 def malloc_setting() -> str:
-    """What this process's malloc does with freed memory: `KEPT` or `SYSTEM`. A run records it,
-    since it moves CPU step times by 10-20%."""
+    """What this process's malloc does with freed memory: `KEPT`, `SYSTEM` or `USERS`. A run
+    records it, since it moves CPU step times by 10-20%."""
     return _setting
 
 

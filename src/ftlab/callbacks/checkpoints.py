@@ -42,7 +42,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     The fit's last save needs no copy: nothing trains after it. Inside `last_of_fit()` a save is
     written on the calling thread from the checkpoint as given, while the background thread
     finishes what was queued before it (the epoch's best): the copy of the full training state
-    (0.2 s for MiniLM's 270 MB) is saved, and the two writes overlap instead of queueing.
+    (0.2 s for MiniLM's 270 MB) is skipped, and the two writes overlap instead of queueing. Under
+    DDP the other ranks wait at the save's barrier for that write (before, they waited at the
+    end of fit).
     """
 
     IN_FLIGHT = 2
@@ -107,9 +109,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._pending.append((self._pool.submit(work, *args), holds_copy, path))
 
     def _wait_for(self, path: Path) -> None:
-        for future, _, queued in self._pending:
-            if queued == path:
-                future.result()
+        """Retire the queue up to the last work on `path` (one worker runs it in order), so a
+        failure is raised once, here, and not again at teardown."""
+        touching = [i for i, (_, _, queued) in enumerate(self._pending) if queued == path]
+        for _ in range(touching[-1] + 1 if touching else 0):
+            self._pending.pop(0)[0].result()
 
     def _wait_for_room(self) -> None:
         # One worker finishes them in the order queued: the oldest is the one to wait for.
@@ -220,7 +224,7 @@ class LastCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning calls checkpoint callbacks after the module's own epoch-end hook and after
         # validation, so early stopping and the best checkpoint are up to date in this file.
-        self._save(trainer, last_of_fit=_fit_ends_after_this_epoch(trainer))
+        self._save(trainer, last_of_fit=_fit_ends_after_this_epoch(trainer) or STOP.requested)
         if self._stop_now(trainer):
             raise Interrupted("stopped by signal; checkpoint saved")
 
@@ -277,14 +281,15 @@ class LastCheckpoint(Checkpoint):
 def _fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
     """Whether the fit loop stops once this epoch's end hooks are done, asked at their time.
 
-    Lightning's own `fit_loop.done` would answer this but logs and changes the epoch count when
-    it says yes. A wrong yes costs only speed: the save is then written before training goes on.
+    The conditions of Lightning's own `fit_loop.done` (recheck them when Lightning changes),
+    which would answer this but logs and changes the epoch count when it says yes. A wrong answer
+    costs only speed: a wrong yes writes the save before training goes on, a wrong no copies it.
     """
     loop = trainer.fit_loop
     epochs_done = loop.epoch_progress.current.processed  # counted before on_train_epoch_end
-    if loop.max_steps not in (None, -1) and trainer.global_step >= loop.max_steps:
+    if loop.max_steps != -1 and trainer.global_step >= loop.max_steps:
         return True
-    if loop.max_epochs not in (None, -1) and epochs_done >= loop.max_epochs:
+    if loop.max_epochs != -1 and epochs_done >= loop.max_epochs:
         return True
     minimum_met = epochs_done >= (loop.min_epochs or 0) and trainer.global_step >= (
         loop.min_steps or 0
