@@ -2,12 +2,13 @@
 
 With its defaults glibc maps large blocks on their own (above a threshold that rises to 32 MB as
 the process frees such blocks) and unmaps them when freed, and hands the top of its heap back to
-the kernel once more of it is free than a trim threshold (128 KB, rising with the other). A training step frees and allocates the same blocks
-again each step (MiniLM's embedding gradient alone is 47 MB), so every step touches tens of MB of
-fresh pages, which the kernel faults in and zeroes one by one: about 18k page faults per MiniLM
-step on CPU, and 12-18% of the step's time (a plain PyTorch loop, with and without this setting,
-side by side). With freed memory kept for reuse the main thread, where a CPU step runs, takes
-none; other threads still map blocks of 64 MB and more on their own.
+the kernel once more of it is free than a trim threshold (128 KB, rising with the other). A
+training step frees and allocates the same blocks again each step (MiniLM's embedding gradient
+alone is 47 MB), so every step touches tens of MB of fresh pages, which the kernel faults in and
+zeroes one by one: about 18k page faults per MiniLM step on CPU, and 12-18% of the step's time (a
+plain PyTorch loop, with and without this setting, side by side). With freed memory kept for
+reuse the main thread, where a CPU step runs, takes none; other threads still map blocks of 64 MB
+and more on their own.
 
 It is what preloading jemalloc or tcmalloc does for PyTorch on CPU, done with the allocator the
 process already has. The cost: memory freed during the run goes back to the system only when the
