@@ -212,3 +212,17 @@ def test_unreadable_images_are_skipped_with_a_count(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped 2 unreadable images" in result.stderr
     assert all_runs(local_store(workdir)) == []
+
+
+def test_a_misspelt_ftlab_malloc_is_one_line_and_leaves_nothing(workdir: Path) -> None:
+    """The allocator's opt-out (ftlab.allocator) misspelt: refused, not read as "keep"."""
+    from conftest import TINY_DIGITS_RUN, cli_env
+
+    env = {**cli_env(), "FTLAB_MALLOC": "sytem"}
+    result = run_ftlab("train", *TINY_DIGITS_RUN, cwd=workdir, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: FTLAB_MALLOC must be 'system' (leave malloc as glibc sets it) or unset (got 'sytem')"
+    ]
+    assert not (workdir / "outputs").exists()
+    assert not (workdir / "mlruns").exists(), "a tracking store was created"

@@ -110,3 +110,16 @@ def test_runs_started_at_the_same_instant_never_share_a_folder(workdir: Path) ->
     seeds = {yaml.safe_load((f / ".hydra" / "config.yaml").read_text())["seed"] for f in folders}
     assert seeds == {1, 2}
     assert all((f / "checkpoints" / "best.ckpt").is_file() for f in folders)
+
+
+def test_ftlab_malloc_system_leaves_malloc_alone_and_the_run_says_so(workdir: Path) -> None:
+    """`FTLAB_MALLOC=system ftlab train ...`: the opt-out from ftlab.allocator, recorded on the
+    run, so a slower step time can be told apart from a slower model."""
+    from conftest import TINY_DIGITS_RUN, cli_env
+
+    env = {**cli_env(), "FTLAB_MALLOC": "system"}
+    result = run_ftlab("train", *TINY_DIGITS_RUN, "trainer.max_epochs=1", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["ftlab.malloc"] == "left to the user's setting"

@@ -25,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from ftlab.errors import FtlabError
+
 OPT_OUT_VARIABLE = "FTLAB_MALLOC"  # "system": leave malloc as glibc configures it
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_MAX = -4
@@ -65,8 +67,15 @@ def malloc_setting() -> str:
 
 def _allocator_chosen_by_user() -> bool:
     """Settings of the two parameters set here, or another allocator. Others are kept as they
-    are: `MALLOC_ARENA_MAX`, which many container images set, says nothing about these two."""
-    if os.environ.get(OPT_OUT_VARIABLE, "").strip().lower() == "system":
+    are: `MALLOC_ARENA_MAX`, which many container images set, says nothing about these two. A
+    misspelt opt-out is refused rather than read as "keep"."""
+    opt_out = os.environ.get(OPT_OUT_VARIABLE, "").strip().lower()
+    if opt_out not in ("", "system"):
+        raise FtlabError(
+            f"{OPT_OUT_VARIABLE} must be 'system' (leave malloc as glibc sets it) or unset "
+            f"(got {opt_out!r})"
+        )
+    if opt_out == "system":
         return True
     if os.environ.get("LD_PRELOAD"):
         return True

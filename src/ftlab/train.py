@@ -546,9 +546,9 @@ prepare_hydra()
 def main(cfg: DictConfig) -> Any:
     # Here, not in train(): this is the process's own entry, wherever Hydra calls it from (this
     # command, a sweep's worker, a launcher's), and a library caller keeps its malloc as it is.
-    keep_freed_memory()  # before the model's tensors: every step reuses what the last one freed
     multirun = _is_multirun()
     try:
+        keep_freed_memory()  # before the model's tensors: a step reuses what the last one freed
         result = train(cfg, multirun=multirun)
     except Exception as err:
         user_error = _user_error(err) or _nondeterministic_op(err)
