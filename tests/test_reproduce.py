@@ -25,7 +25,7 @@ from conftest import (
     store_run,
     tiny_config,
 )
-from ftlab.callbacks.checkpoints import AtomicCheckpointIO
+from ftlab.callbacks.checkpoints import AtomicCheckpointIO, _snapshot
 from ftlab.config.setup import compose_train
 from ftlab.data.sampling import EpochShuffle
 
@@ -220,6 +220,27 @@ def test_data_order_depends_on_seed_and_epoch_only() -> None:
     assert order(1, 3) == order(1, 3)
     assert order(1, 3) != order(1, 4) and order(1, 3) != order(2, 3)
     assert sorted(order(1, 3)) == list(range(50))
+
+
+NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=NEEDS_GPU)])
+def test_a_checkpoint_copy_is_in_host_memory_and_apart_from_training(device: str) -> None:
+    """What the background writer gets: every tensor copied into host memory (on a GPU a clone
+    would hold a second training state there), so the next steps' in-place updates leave it
+    alone; containers and their kinds kept, plain values shared."""
+    weights = torch.ones(4, device=device)
+    moments = {"exp_avg": torch.zeros(4, device=device), "step": torch.tensor(3.0, device=device)}
+    checkpoint = {"state_dict": {"w": weights}, "optimizer_states": [moments], "epoch": 1}
+    copy = _snapshot(checkpoint)
+    weights.add_(1)
+    moments["exp_avg"].add_(1)
+    tensors = [copy["state_dict"]["w"], *copy["optimizer_states"][0].values()]
+    assert all(t.device.type == "cpu" for t in tensors)
+    assert copy["state_dict"]["w"].tolist() == [1.0] * 4
+    assert copy["optimizer_states"][0]["exp_avg"].tolist() == [0.0] * 4
+    assert isinstance(copy["optimizer_states"], list) and copy["epoch"] == 1
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     A rename within one directory is atomic: a kill during a save leaves the previous checkpoint
     whole, never a truncated one (Lightning writes local files in place). The checkpoint is
-    copied first (tensors cloned: training changes the originals from the next step on), then
+    copied first, into host memory (training changes the originals from the next step on), then
     training goes on while the copy is written. Writes and removals run in the order they were
     asked for, on one thread; an epoch's best and last checkpoints queue behind each other
     instead of the second waiting for the first (at most `IN_FLIGHT` copies held at once). The
@@ -139,9 +139,13 @@ def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
 
 def _snapshot(value: Any) -> Any:
     """A copy of a checkpoint that later training steps cannot change: containers copied, tensors
-    cloned, everything else (numbers, strings) shared."""
+    copied into host memory, everything else (numbers, strings) shared.
+
+    Host memory, not the tensors' device: a clone on an accelerator would hold a second training
+    state (weights and optimizer moments) in its memory beside the next epoch's activations, until
+    the write ends, and the write copies it to the host anyway."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
         return type(value)((k, _snapshot(v)) for k, v in value.items())
     if isinstance(value, list | tuple):
