@@ -65,17 +65,22 @@ def malloc_setting() -> str:
     return _setting
 
 
-def _allocator_chosen_by_user() -> bool:
-    """Settings of the two parameters set here, or another allocator. Others are kept as they
-    are: `MALLOC_ARENA_MAX`, which many container images set, says nothing about these two. A
-    misspelt opt-out is refused rather than read as "keep"."""
+def opted_out() -> bool:
+    """Whether `FTLAB_MALLOC=system` is set. A misspelt value is refused rather than read as
+    "keep"; a sweep asks before its study opens, so it fails once instead of in every trial."""
     opt_out = os.environ.get(OPT_OUT_VARIABLE, "").strip().lower()
     if opt_out not in ("", "system"):
         raise FtlabError(
             f"{OPT_OUT_VARIABLE} must be 'system' (leave malloc as glibc sets it) or unset "
             f"(got {opt_out!r})"
         )
-    if opt_out == "system":
+    return opt_out == "system"
+
+
+def _allocator_chosen_by_user() -> bool:
+    """Settings of the two parameters set here, or another allocator. Others are kept as they
+    are: `MALLOC_ARENA_MAX`, which many container images set, says nothing about these two."""
+    if opted_out():
         return True
     if os.environ.get("LD_PRELOAD"):
         return True

@@ -400,10 +400,12 @@ class OptunaSweeper(Sweeper):
 def check_trial_config(job: DictConfig) -> None:
     """`ftlab train`'s checks on a trial's config, in whichever process runs them. They read the
     targets' signatures, so this is where the process first imports torch and Lightning."""
+    from ftlab.allocator import opted_out
     from ftlab.collector import collector_paused, import_for_trials
     from ftlab.config.checks import check_config
     from ftlab.config.setup import prepare_hydra
 
+    opted_out()  # a misspelt FTLAB_MALLOC would fail every trial
     prepare_hydra()  # the resolvers the config uses, in a fresh worker too
     import_for_trials()
     with collector_paused():
