@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -259,6 +260,52 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+class _RecordsItsWriter:
+    """A checkpoint value that records which thread pickled it."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def __reduce__(self):
+        self.threads.append(threading.current_thread().name)
+        return (int, (0,))
+
+
+def test_a_host_memory_save_is_written_at_once_and_renamed_after_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State in host memory (training on the CPU): the save returns with the file written from
+    the state as it was, holding no copy; the fsync runs in the background, and only after it
+    does the name move to the new file."""
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1)}, target)
+    io.wait()
+    fsync_started, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(descriptor: int) -> None:
+        fsync_started.set()
+        release.wait(30)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    weights, written_by = torch.zeros(3), _RecordsItsWriter()
+    io.save_checkpoint({"step": torch.tensor(2), "w": weights, "by": written_by}, target)
+    weights.add_(1)  # the next optimizer step, in place
+    fsync_started.wait(10)
+    name_before_fsync = torch.load(target, weights_only=True)["step"].item()
+    release.set()
+    io.teardown()
+    assert written_by.threads == [threading.current_thread().name], "not written at once"
+    assert fsync_started.is_set(), "the fsync did not run in the background"
+    assert name_before_fsync == 1, "renamed before its data was on disk"
+    with torch.serialization.safe_globals([int]):  # what the recorder pickles as
+        saved = torch.load(target, weights_only=True)
+    assert saved["step"] == 2 and saved["w"].tolist() == [0.0, 0.0, 0.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
 class _WaitsToBeWritten:
     """A checkpoint value whose pickling blocks until `release` is set: a write in progress."""
 
@@ -274,7 +321,7 @@ def test_checkpoint_writes_queue_in_order_without_waiting_for_each_other(tmp_pat
     """An epoch's best and last checkpoints: the second save returns while the first is still
     being written, and a removal queued after them happens after them."""
     release = threading.Event()
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(write_host_state_now=False)  # the path of state on a GPU
     io.save_checkpoint(
         {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
     )
@@ -293,7 +340,7 @@ def test_a_queued_removal_holds_no_checkpoint_copy(tmp_path: Path) -> None:
     behind a write holds none, so the next save does not wait for that write, and the one after
     it, with two copies held, does."""
     release = threading.Event()
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(write_host_state_now=False)  # the path of state on a GPU
     assert io.IN_FLIGHT == 2
     io.save_checkpoint(
         {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
@@ -326,7 +373,7 @@ def test_the_last_save_of_a_fit_is_written_at_once_after_earlier_writes_of_its_f
     """Inside `last_of_fit()` a save returns with its file written, beside a write of another
     file still in progress, and after an earlier queued write of the same file."""
     release = threading.Event()
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(write_host_state_now=False)  # the path of state on a GPU
     io.save_checkpoint(
         {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "best.ckpt"
     )
@@ -383,7 +430,8 @@ def test_only_the_fits_last_save_is_written_without_a_copy(
     tmp_path: Path, ends_by: str, overrides: list[str], steps_saved: int
 ) -> None:
     """However the fit ends, its last save of `last.ckpt` is the only one written at once
-    (`last_of_fit`); the ones before it go to the background writer, as training goes on."""
+    (`last_of_fit`, fsync included); the ones before it leave their fsync (on a GPU, their write
+    too) to the background writer, as training goes on."""
     import lightning.pytorch as L
 
     from ftlab import builders

@@ -28,30 +28,39 @@ from ftlab.stopping import STOP, Interrupted
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file beside the target, fsync, then rename over it, on a background
-    thread.
+    """Write to a temporary file beside the target, fsync, then rename over it, with the slow
+    parts off the training thread.
 
     A rename within one directory is atomic: a kill during a save leaves the previous checkpoint
-    whole, never a truncated one (Lightning writes local files in place). The checkpoint is
-    copied first, into host memory (training changes the originals from the next step on), then
-    training goes on while the copy is written. Writes and removals run in the order they were
-    asked for, on one thread; an epoch's best and last checkpoints queue behind each other
-    instead of the second waiting for the first (at most `IN_FLIGHT` copies held at once). The
-    end of fit waits for them all, so a failed write is reported.
+    whole, never a truncated one (Lightning writes local files in place). What stays on the
+    training thread depends on where the state lives:
 
-    The fit's last save needs no copy: nothing trains after it. Inside `last_of_fit()` a save is
-    written on the calling thread from the checkpoint as given, while the background thread
-    finishes what was queued before it (the epoch's best): the copy of the full training state
-    (0.2 s for MiniLM's 270 MB) is skipped, and the two writes overlap instead of queueing. Under
-    DDP the other ranks wait at the save's barrier for that write (before, they waited at the
-    end of fit).
+    - In host memory (training on the CPU), the file is written at once from the state as it is,
+      and only the fsync and the rename wait in the background. A copy for a writer thread would
+      cost about what the write into the page cache costs, the writer would then take the cores
+      training runs on, and the copies would sit beside the next epoch's activations (MiniLM's
+      best and last, 360 MB: the fit's peak RSS fell from 1.66 to 1.42 GB without them).
+    - On an accelerator, the state is first copied into host memory (a write copies it there
+      anyway), then written in the background while training goes on, with at most `IN_FLIGHT`
+      copies held at once.
+
+    Background work (writes, fsyncs and renames, removals) runs in the order asked for, on one
+    thread, so an epoch's best and last checkpoints queue instead of one waiting for the other.
+    The end of fit waits for it all, so a failed write is reported.
+
+    The fit's last save needs no background at all: nothing trains after it. Inside
+    `last_of_fit()` a save is written, fsynced and renamed on the calling thread from the
+    checkpoint as given, while the background thread finishes what was queued before it (the
+    epoch's best). Under DDP the other ranks wait at the save's barrier for that write (before,
+    they waited at the end of fit).
     """
 
     IN_FLIGHT = 2
 
-    def __init__(self, background: bool = True) -> None:
+    def __init__(self, background: bool = True, write_host_state_now: bool = True) -> None:
         super().__init__()
         self.background = background
+        self.write_host_state_now = write_host_state_now  # False: copy host state too (tests)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Future, bool, Path]] = []  # work; holds a copy; its file
         self._last_of_fit = False
@@ -69,14 +78,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not self.background:
             self.wait()
             return _write_atomically(checkpoint, target)
+        if self.write_host_state_now and _in_host_memory(checkpoint):
+            self._wait_for(target)  # its partial file is this save's to write
+            partial = _write_partial(checkpoint, target)
+            self._submit(_commit, partial, target, path=target, holds_copy=False)
+            return None
         self._wait_for_room()
-        snapshot = _snapshot(checkpoint)  # a memory copy: cheap beside writing and fsyncing
+        snapshot = _snapshot(checkpoint)
         self._submit(_write_atomically, snapshot, target, path=target, holds_copy=True)
+        return None
 
     @contextmanager
     def last_of_fit(self) -> Iterator[None]:
-        """Saves inside are written before they return, without a copy: for a save that nothing
-        changes after (the fit's last, or the one before a stop)."""
+        """Saves inside are written, fsynced and renamed before they return, without a copy: for
+        a save that nothing changes after (the fit's last, or the one before a stop)."""
         self._last_of_fit = True
         try:
             yield
@@ -125,16 +140,44 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
+    _commit(_write_partial(checkpoint, target), target)
+
+
+def _write_partial(checkpoint: dict[str, Any], target: Path) -> Path:
+    """The checkpoint in a temporary file beside `target`, in the page cache: not yet durable."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         with open(partial, "wb") as file:
             torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return partial
+
+
+def _commit(partial: Path, target: Path) -> None:
+    """fsync, then rename over `target`: after a crash the name holds either the old checkpoint
+    or the whole new one, never a renamed file whose data had not reached the disk."""
+    try:
+        descriptor = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _in_host_memory(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.device.type == "cpu"
+    if isinstance(value, dict):
+        return all(_in_host_memory(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_in_host_memory(v) for v in value)
+    return True
 
 
 def _snapshot(value: Any) -> Any:
@@ -287,7 +330,8 @@ def _fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
 
     The conditions of Lightning's own `fit_loop.done` (recheck them when Lightning changes),
     which would answer this but logs and changes the epoch count when it says yes. A wrong answer
-    costs only speed: a wrong yes writes the save before training goes on, a wrong no copies it.
+    costs only speed: a wrong yes waits for the fsync before training goes on, a wrong no (on an
+    accelerator) copies the state first.
     """
     loop = trainer.fit_loop
     epochs_done = loop.epoch_progress.current.processed  # counted before on_train_epoch_end
