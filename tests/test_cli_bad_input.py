@@ -233,5 +233,6 @@ def test_a_misspelt_ftlab_malloc_is_one_line_and_leaves_nothing(
     assert result.stderr.strip().splitlines()[-1] == (
         "error: FTLAB_MALLOC must be 'system' (leave malloc as glibc sets it) or unset (got 'sytem')"
     )
+    assert result.stderr.count("FTLAB_MALLOC") == 1, result.stderr[-2000:]
     if command == "run":
         assert len(result.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from conftest import (
     store_run,
     tiny_config,
 )
+from ftlab.callbacks import checkpoints
 from ftlab.callbacks.checkpoints import AtomicCheckpointIO, _snapshot
 from ftlab.config.setup import compose_train
 from ftlab.data.sampling import EpochShuffle
@@ -244,19 +246,53 @@ def test_a_checkpoint_copy_is_in_host_memory_and_apart_from_training(device: str
     assert isinstance(copy["optimizer_states"], list) and copy["epoch"] == 1
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
-    class Unsaveable:
-        def __reduce__(self):
-            raise RuntimeError("killed mid-save")
+class _Unsaveable:
+    def __reduce__(self):
+        raise RuntimeError("killed mid-save")
 
+
+@pytest.mark.parametrize("write_host_state_now", [True, False], ids=["cpu", "gpu path"])
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, write_host_state_now: bool
+) -> None:
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO(write_host_state_now=write_host_state_now)
+    io.save_checkpoint({"step": torch.tensor(1)}, target)
+    io.wait()
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        io.save_checkpoint({"step": torch.tensor(2), "bad": _Unsaveable()}, target)
+        io.wait()  # on the GPU path the write runs in the background: its failure comes out here
+    io.teardown()  # raised once: nothing left to raise at the end of fit
+    assert torch.load(target, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_failed_rename_in_the_background_is_raised_once_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU path's background half (fsync, rename) fails: the next save of that file raises
+    it, once, before writing; the checkpoint before it stays whole and no temporary file stays."""
     target = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": torch.tensor(1)}, target)
     io.wait()
-    with pytest.raises(RuntimeError, match="killed mid-save"):
-        io.save_checkpoint({"step": torch.tensor(2), "bad": Unsaveable()}, target)
-        io.wait()  # the write runs in the background; its failure comes out here
+    real_replace, failures = os.replace, []
+
+    def failing_once(source: Any, destination: Any) -> None:
+        if not failures:
+            failures.append(source)
+            raise OSError("disk full")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", failing_once)
+    io.save_checkpoint({"step": torch.tensor(2)}, target)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": torch.tensor(3)}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     assert torch.load(target, weights_only=True)["step"] == 1
+    io.save_checkpoint({"step": torch.tensor(4)}, target)
+    io.teardown()
+    assert torch.load(target, weights_only=True)["step"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
@@ -284,12 +320,19 @@ def test_a_host_memory_save_is_written_at_once_and_renamed_after_its_fsync(
     fsync_started, release = threading.Event(), threading.Event()
     real_fsync = os.fsync
 
+    fsync_threads = []
+
     def slow_fsync(descriptor: int) -> None:
+        fsync_threads.append(threading.current_thread().name)
         fsync_started.set()
         release.wait(30)
         real_fsync(descriptor)
 
+    def no_copy(value: Any) -> Any:
+        raise AssertionError("the training state was copied")
+
     monkeypatch.setattr(os, "fsync", slow_fsync)
+    monkeypatch.setattr(checkpoints, "_snapshot", no_copy)
     weights, written_by = torch.zeros(3), _RecordsItsWriter()
     io.save_checkpoint({"step": torch.tensor(2), "w": weights, "by": written_by}, target)
     weights.add_(1)  # the next optimizer step, in place
@@ -298,12 +341,29 @@ def test_a_host_memory_save_is_written_at_once_and_renamed_after_its_fsync(
     release.set()
     io.teardown()
     assert written_by.threads == [threading.current_thread().name], "not written at once"
-    assert fsync_started.is_set(), "the fsync did not run in the background"
+    assert fsync_threads and fsync_threads[0].startswith("ftlab-checkpoint"), fsync_threads
     assert name_before_fsync == 1, "renamed before its data was on disk"
     with torch.serialization.safe_globals([int]):  # what the recorder pickles as
         saved = torch.load(target, weights_only=True)
     assert saved["step"] == 2 and saved["w"].tolist() == [0.0, 0.0, 0.0]
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@NEEDS_GPU
+def test_a_gpu_state_is_copied_to_the_host_and_written_in_the_background(tmp_path: Path) -> None:
+    """State on an accelerator: the save returns before the write (done by the writer thread),
+    and the file holds the state as it was at the save, not after the next in-place step."""
+    moments, written_by = torch.zeros(3, device="cuda"), _RecordsItsWriter()
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(
+        {"optimizer_states": [{"exp_avg": moments}], "by": written_by}, tmp_path / "last.ckpt"
+    )
+    moments.add_(1)
+    io.teardown()
+    with torch.serialization.safe_globals([int]):
+        saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["optimizer_states"][0]["exp_avg"].tolist() == [0.0, 0.0, 0.0]
+    assert written_by.threads[0].startswith("ftlab-checkpoint"), written_by.threads
 
 
 class _WaitsToBeWritten:
@@ -315,6 +375,25 @@ class _WaitsToBeWritten:
     def __reduce__(self):
         self.release.wait(30)
         return (int, (0,))
+
+
+def test_a_failed_write_is_raised_after_the_work_queued_behind_it_finished(
+    tmp_path: Path,
+) -> None:
+    """The GPU path: a failed background write comes out of `wait()` only once the saves queued
+    behind it are written, so nothing still runs behind the error."""
+    release = threading.Event()
+    io = AtomicCheckpointIO(write_host_state_now=False)
+    io.save_checkpoint({"bad": _Unsaveable()}, tmp_path / "best.ckpt")
+    io.save_checkpoint(
+        {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "last.ckpt"
+    )
+    threading.Timer(0.5, release.set).start()
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        io.wait()
+    written_when_raised = [p.name for p in tmp_path.iterdir()]
+    io.teardown()
+    assert written_when_raised == ["last.ckpt"]
 
 
 def test_checkpoint_writes_queue_in_order_without_waiting_for_each_other(tmp_path: Path) -> None:

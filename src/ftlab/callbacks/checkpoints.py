@@ -51,8 +51,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     The fit's last save needs no background at all: nothing trains after it. Inside
     `last_of_fit()` a save is written, fsynced and renamed on the calling thread from the
     checkpoint as given, while the background thread finishes what was queued before it (the
-    epoch's best). Under DDP the other ranks wait at the save's barrier for that write (before,
-    they waited at the end of fit).
+    epoch's best). Under DDP the other ranks wait at the save's barrier for what rank 0 does on
+    its training thread: the write on the CPU, the copy (and for the fit's last save, the write)
+    on an accelerator.
     """
 
     IN_FLIGHT = 2
@@ -106,16 +107,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().remove_checkpoint(path)
 
     def wait(self) -> None:
-        """Block until every write and removal queued is done; raise the first failure."""
+        """Block until every write and removal queued is done; then raise the first failure
+        (the work queued after it still ran: nothing is left running behind a later save)."""
         pending, self._pending = self._pending, []
-        for future, _, _ in pending:
-            future.result()
+        failures = [future.exception() for future, _, _ in pending]
+        first = next((failure for failure in failures if failure is not None), None)
+        if first is not None:
+            raise first
 
     def teardown(self) -> None:
-        self.wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def _submit(self, work: Any, *args: Any, path: Path, holds_copy: bool) -> None:
         """Queue `work(*args)` behind what is queued; `path` is the file it writes or removes."""
@@ -330,8 +336,8 @@ def _fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
 
     The conditions of Lightning's own `fit_loop.done` (recheck them when Lightning changes),
     which would answer this but logs and changes the epoch count when it says yes. A wrong answer
-    costs only speed: a wrong yes waits for the fsync before training goes on, a wrong no (on an
-    accelerator) copies the state first.
+    costs only speed: a wrong yes writes and fsyncs the save (on an accelerator, copying it to
+    the host too) before training goes on; a wrong no, on an accelerator, copies the state.
     """
     loop = trainer.fit_loop
     epochs_done = loop.epoch_progress.current.processed  # counted before on_train_epoch_end
