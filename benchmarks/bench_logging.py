@@ -47,8 +47,8 @@ def one_run(
     uri = f"sqlite:///{scratch / 'mlflow.db'}"
     spool = scratch / f"spool-{every}-{time.monotonic_ns()}"
     with TrackedRun(uri, "bench_logging", f"every-{every}", spool_dir=spool) as run:
-        reporter = run.start_reporting(None)
-        trainer.loggers = [MlflowRunLogger(run.spool, run.run_id, on_commit=reporter.wake)]
+        run.start_reporting(None)  # the spool is sent in the background, as in `ftlab train`
+        trainer.loggers = [MlflowRunLogger(run.spool, str(run.run_id))]
         trainer.fit(model, datamodule=datamodule)
     return timer.times[WARMUP:]
 
