@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from conftest import (
     tiny_config,
 )
 from ftlab.callbacks import checkpoints
-from ftlab.callbacks.checkpoints import AtomicCheckpointIO, _snapshot
+from ftlab.callbacks.checkpoints import AtomicCheckpointIO, _snapshot, remove_stale_partials
 from ftlab.config.setup import compose_train
 from ftlab.data.sampling import EpochShuffle
 
@@ -141,9 +143,13 @@ def test_sigkilled_run_resumes_into_the_same_run_and_matches_an_uninterrupted_on
             process.kill()
     killed = _only_run(workdir)
     assert killed.info.status == "RUNNING"  # nobody could close it
+    # What a kill in the middle of a save leaves: the killed process's half-written file.
+    half_written = last.with_name(f".last.ckpt.{socket.gethostname()}.{process.pid}.partial")
+    half_written.write_bytes(b"PK" + bytes(1000))
 
     resumed = run_ftlab("resume", killed.info.run_id, cwd=workdir)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert not half_written.exists(), "the killed process's temporary file was left behind"
     run = _only_run(workdir)  # the same run, no new one
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["ftlab.resume_count"] == "1"
@@ -247,7 +253,14 @@ def test_a_checkpoint_copy_is_in_host_memory_and_apart_from_training(device: str
 
 
 class _Unsaveable:
+    """A checkpoint value whose pickling fails (once `after` is set, when given)."""
+
+    def __init__(self, after: threading.Event | None = None) -> None:
+        self.after = after
+
     def __reduce__(self):
+        if self.after is not None:
+            self.after.wait(30)
         raise RuntimeError("killed mid-save")
 
 
@@ -366,6 +379,34 @@ def test_a_gpu_state_is_copied_to_the_host_and_written_in_the_background(tmp_pat
     assert written_by.threads[0].startswith("ftlab-checkpoint"), written_by.threads
 
 
+def test_stale_partial_files_of_dead_processes_on_this_host_are_removed(tmp_path: Path) -> None:
+    """Only a temporary file whose writer is gone is removed: not this process's, not a running
+    process's, not one another host wrote, and never a checkpoint."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host = socket.gethostname()
+    names = {
+        "dead": f".last.ckpt.{host}.{gone.pid}.partial",
+        "running": f".last.ckpt.{host}.{running.pid}.partial",
+        "this process": f".best.ckpt.{host}.{os.getpid()}.partial",
+        "other host": f".last.ckpt.elsewhere.{gone.pid}.partial",
+        "checkpoint": "last.ckpt",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    try:
+        removed = remove_stale_partials(tmp_path)
+    finally:
+        running.kill()
+        running.wait()
+    assert [p.name for p in removed] == [names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        name for kind, name in names.items() if kind != "dead"
+    )
+    assert remove_stale_partials(tmp_path / "no such folder") == []
+
+
 class _WaitsToBeWritten:
     """A checkpoint value whose pickling blocks until `release` is set: a write in progress."""
 
@@ -382,13 +423,14 @@ def test_a_failed_write_is_raised_after_the_work_queued_behind_it_finished(
 ) -> None:
     """The GPU path: a failed background write comes out of `wait()` only once the saves queued
     behind it are written, so nothing still runs behind the error."""
-    release = threading.Event()
+    fail, release = threading.Event(), threading.Event()
     io = AtomicCheckpointIO(write_host_state_now=False)
-    io.save_checkpoint({"bad": _Unsaveable()}, tmp_path / "best.ckpt")
+    io.save_checkpoint({"bad": _Unsaveable(after=fail)}, tmp_path / "best.ckpt")
     io.save_checkpoint(
         {"step": torch.tensor(1), "slow": _WaitsToBeWritten(release)}, tmp_path / "last.ckpt"
     )
-    threading.Timer(0.5, release.set).start()
+    threading.Timer(0.3, fail.set).start()
+    threading.Timer(0.6, release.set).start()
     with pytest.raises(RuntimeError, match="killed mid-save"):
         io.wait()
     written_when_raised = [p.name for p in tmp_path.iterdir()]

@@ -8,8 +8,10 @@ the monitored `ModelCheckpoint` keeps owning `best.ckpt`.
 
 from __future__ import annotations
 
+import glob
 import os
 import random
+import socket
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -25,6 +27,11 @@ from lightning.pytorch.callbacks import Checkpoint
 from ftlab.callbacks import LAST_CHECKPOINT
 from ftlab.errors import FtlabError
 from ftlab.stopping import STOP, Interrupted
+
+# A save writes `.<target>.<host>.<pid>.partial` first: a later process on the same host can
+# tell from the name whether the writer of a left-over one is gone.
+_PARTIAL = ".partial"
+_HOST = socket.gethostname().replace("/", "_") or "host"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -152,7 +159,7 @@ def _write_atomically(checkpoint: dict[str, Any], target: Path) -> None:
 def _write_partial(checkpoint: dict[str, Any], target: Path) -> Path:
     """The checkpoint in a temporary file beside `target`, in the page cache: not yet durable."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{_HOST}.{os.getpid()}{_PARTIAL}")
     try:
         with open(partial, "wb") as file:
             torch.save(checkpoint, file)
@@ -174,6 +181,32 @@ def _commit(partial: Path, target: Path) -> None:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def remove_stale_partials(directory: Path) -> list[Path]:
+    """Remove the temporary files that processes of this host killed mid-save left in
+    `directory` (a kill -9 runs no clean-up, and a MiniLM one holds 270 MB); the removed ones.
+    A file whose process still runs, or that another host wrote (on a shared filesystem its
+    process may be alive there), is left alone."""
+    removed = []
+    for path in (
+        directory.glob(f".*.{glob.escape(_HOST)}.*{_PARTIAL}") if directory.is_dir() else []
+    ):
+        pid = path.name.removesuffix(_PARTIAL).rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _in_host_memory(value: Any) -> bool:
@@ -316,6 +349,8 @@ class LastCheckpoint(Checkpoint):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         STOP.install()
         STOP.graceful = True
+        if trainer.is_global_zero:  # the rank that writes; a resumed run's folder may hold
+            remove_stale_partials(self.dirpath)  # the half-written file of the killed one
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         STOP.take_back()
