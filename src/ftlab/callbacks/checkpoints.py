@@ -189,9 +189,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
     A file whose process still runs, or that another host wrote (on a shared filesystem its
     process may be alive there), is left alone."""
     removed = []
-    for path in (
-        directory.glob(f".*.{glob.escape(_HOST)}.*{_PARTIAL}") if directory.is_dir() else []
-    ):
+    for path in directory.glob(f".*.{glob.escape(_HOST)}.*{_PARTIAL}"):  # none if no folder
         pid = path.name.removesuffix(_PARTIAL).rsplit(".", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             path.unlink(missing_ok=True)
@@ -204,8 +202,8 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, someone else's
-        return True
+    except PermissionError:  # alive, another user's
+        pass
     return True
 
 
