@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -360,6 +361,36 @@ def test_a_host_memory_save_is_written_at_once_and_renamed_after_its_fsync(
         saved = torch.load(target, weights_only=True)
     assert saved["step"] == 2 and saved["w"].tolist() == [0.0, 0.0, 0.0]
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_save_reaches_the_disk_as_data_then_name_then_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's data is fsynced before the rename, and the folder after it: only then is the new
+    name itself durable, before a later removal of the previous best could reach the disk first."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def recording_fsync(descriptor: int) -> None:
+        events.append(
+            "fsync folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "fsync file"
+        )
+        real_fsync(descriptor)
+
+    def recording_replace(source: Any, destination: Any) -> None:
+        events.append(f"rename to {Path(destination).name}")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1)}, tmp_path / "last.ckpt")
+    io.wait()
+    with io.last_of_fit():
+        io.save_checkpoint({"step": torch.tensor(2)}, tmp_path / "best.ckpt")
+    io.teardown()
+    once = ["fsync file", "rename to {}", "fsync folder"]
+    assert events == [e.format("last.ckpt") for e in once] + [e.format("best.ckpt") for e in once]
 
 
 @NEEDS_GPU

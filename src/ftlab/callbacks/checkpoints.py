@@ -171,16 +171,24 @@ def _write_partial(checkpoint: dict[str, Any], target: Path) -> Path:
 
 def _commit(partial: Path, target: Path) -> None:
     """fsync, then rename over `target`: after a crash the name holds either the old checkpoint
-    or the whole new one, never a renamed file whose data had not reached the disk."""
+    or the whole new one, never a renamed file whose data had not reached the disk. The folder is
+    fsynced after the rename so that the new name is itself on disk before anything that counts
+    on it (the removal of the previous best, the run's end) can reach the disk ahead of it."""
     try:
-        descriptor = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        _fsync(partial)
         os.replace(partial, target)
+        _fsync(target.parent)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder (POSIX opens both read-only for it)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_stale_partials(directory: Path) -> list[Path]:
