@@ -371,14 +371,18 @@ def test_a_save_reaches_the_disk_as_data_then_name_then_folder(
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
+    def ours(path: str) -> bool:  # other threads of this process may write elsewhere meanwhile
+        return Path(path).resolve().is_relative_to(tmp_path.resolve())
+
     def recording_fsync(descriptor: int) -> None:
-        events.append(
-            "fsync folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "fsync file"
-        )
+        if ours(os.readlink(f"/proc/self/fd/{descriptor}")):
+            is_folder = stat.S_ISDIR(os.fstat(descriptor).st_mode)
+            events.append("fsync folder" if is_folder else "fsync file")
         real_fsync(descriptor)
 
     def recording_replace(source: Any, destination: Any) -> None:
-        events.append(f"rename to {Path(destination).name}")
+        if ours(str(destination)):
+            events.append(f"rename to {Path(destination).name}")
         real_replace(source, destination)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
