@@ -287,6 +287,23 @@ def test_failure_ends_failed_with_traceback(workdir: Path) -> None:
     assert "val_check_interval" in Path(traceback).read_text()
 
 
+def test_a_nan_test_loss_ends_failed_without_a_model(workdir: Path) -> None:
+    """One step at an absurd lr ends the fit inside its first epoch, before any validation could
+    show the divergence; the test pass shows it, and the run fails instead of logging a model."""
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "optimizer=sgd", "optimizer.lr=1e30", "scheduler=none",
+        "trainer.max_steps=1", "hydra.run.dir=out", cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: test/loss is nan")
+    assert "Model:" not in result.stdout
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FAILED"
+    assert not mlflow.MlflowClient(local_store(workdir)).search_logged_models(
+        [run.info.experiment_id]
+    )
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_interrupted_run_ends_killed(workdir: Path, signum: int) -> None:
     args = [

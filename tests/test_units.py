@@ -485,3 +485,30 @@ def test_the_last_save_is_told_apart_by_the_fit_loops_own_stop_conditions() -> N
     assert ends(should_stop=True)
     assert not ends(should_stop=True, min_epochs=2) and ends(should_stop=True, min_epochs=1)
     assert not ends(should_stop=True, min_steps=6) and ends(should_stop=True, min_steps=5)
+
+
+def test_training_that_leaves_a_non_finite_weight_fails(tmp_path: Path) -> None:
+    """The fit's last step has no loss after it to show a divergence: the weights it leaves do."""
+    import lightning.pytorch as L
+    import torch
+
+    from ftlab.callbacks.divergence import NonFiniteLoss
+
+    class Overflows(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            return 1e30 * self.layer(batch[0]).sum()  # finite; its gradient times lr is not
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=1e30)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)))
+    trainer = L.Trainer(
+        max_steps=1, callbacks=[NonFiniteLoss()], default_root_dir=tmp_path, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.raises(FtlabError, match=r"^weight layer\.(weight|bias) is -?inf at step 1"):
+        trainer.fit(Overflows(), train_dataloaders=data)

@@ -17,8 +17,8 @@ from ftlab.errors import FtlabError
 
 class NonFiniteLoss(L.Callback):
     """Fails the run at the first non-finite training loss (or after `max_nonfinite_steps` of
-    them; each such step is skipped, no parameter sees its gradients), and when a validation loss
-    is non-finite.
+    them; each such step is skipped, no parameter sees its gradients), when a validation or test
+    loss is non-finite, and when training leaves a non-finite weight.
 
     Cost: one device-to-host sync per micro-batch to read the loss's finiteness (free on CPU; on a
     GPU Lightning's progress bar reads the loss every step anyway).
@@ -61,6 +61,22 @@ class NonFiniteLoss(L.Callback):
         if trainer.sanity_checking or value is None or math.isfinite(float(value)):
             return
         raise FtlabError(_diverged(trainer, pl_module, "val/loss", float(value)))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The fit's last optimizer step has no loss after it to show a divergence (nor does a fit
+        whose validation never ran): the weights it leaves show it."""
+        for name, parameter in pl_module.named_parameters():
+            weights = parameter.detach()
+            nonfinite = weights[~torch.isfinite(weights)]
+            if nonfinite.numel():
+                value = float(nonfinite.reshape(-1)[0])
+                raise FtlabError(_diverged(trainer, pl_module, f"weight {name}", value))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("test/loss")
+        if value is None or math.isfinite(float(value)):
+            return
+        raise FtlabError(_diverged(trainer, pl_module, "test/loss", float(value)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"nonfinite_steps": self.nonfinite_steps}
