@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from conftest import (
     TINY_DIGITS_RUN,
@@ -289,6 +291,56 @@ def test_interpolations_other_than_pure_ones_are_refused() -> None:
     check_config_trust({"run_name": "x-${oc.env:HOME}"}, allowed_env=["HOME"])
     with pytest.raises(FtlabError, match="calls the resolver 'python.eval'"):
         check_config_trust({"k": "${python.eval:1+1}"})
+
+
+@pytest.mark.parametrize(
+    "value, refusal",
+    [
+        ("leak-${oc.select:nope,${oc.env:CI_JOB_JWT}}", "reads the environment variable CI_JOB_JWT"),
+        ("${${r}:CI_JOB_JWT}", "builds a resolver's name"),
+        ("${oc.${e}:CI_JOB_JWT}", "builds a resolver's name"),
+        ("${oc.env:${v}}", "reads the environment variable (named by an interpolation)"),
+        ("${oc.decode:${a}${b}}", "calls the resolver 'oc.decode'"),
+        ("${oc.create:${a}}", "calls the resolver 'oc.create'"),
+        ("${oc.env:CI_JOB_JWT", "is not a valid interpolation"),
+    ],
+)  # fmt: skip
+def test_environment_reads_hidden_in_other_forms_are_refused(value: str, refusal: str) -> None:
+    """Found by a review: a regex over `${name:` missed calls nested in another's arguments, names
+    built by interpolations, and `oc.decode` assembling a call from pieces at resolution."""
+    with pytest.raises(FtlabError, match=re.escape(refusal)):
+        check_config_trust({"run_name": value})
+    check_config_trust({"run_name": "${oc.env:'HOME'}-${ oc.env : HOME }"}, allowed_env=["HOME"])
+
+
+def test_a_process_running_a_stored_config_reads_only_the_allowed_variables() -> None:
+    """Behind the config check, the process that runs a stored config resolves `oc.env` only for
+    the variables named with --allow-env, whatever form reached the resolver."""
+    from omegaconf.resolvers import oc
+
+    from ftlab.config.trust import guard_environment
+
+    config = OmegaConf.create({"home": "${oc.env:HOME}", "user": "${oc.select:x,${oc.env:USER}}"})
+    try:
+        guard_environment(["HOME"])
+        assert config.home == os.environ["HOME"]
+        with pytest.raises(Exception, match="may not read the environment"):
+            _ = config.user
+    finally:
+        OmegaConf.register_new_resolver("oc.env", oc.env, replace=True, use_cache=False)
+    assert OmegaConf.create({"u": "${oc.env:HOME}"}).u == os.environ["HOME"]
+
+
+def test_a_stored_config_cannot_read_the_environment_through_a_nested_call(workdir: Path) -> None:
+    config = tiny_config()
+    config["run_name"] = "leak-${oc.select:nope,${oc.env:CI_JOB_JWT}}"
+    run_id = store_run(workdir, config)
+    env = {**cli_env(), "CI_JOB_JWT": "eyJhbGciOiJSUzI1NiJ9.VICTIM-JOB-JWT"}
+    result = run_ftlab("reproduce", run_id, cwd=workdir, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--allow-env CI_JOB_JWT" in result.stderr.strip().splitlines()[-1]
+    assert len(all_runs(local_store(workdir))) == 1  # only the stored one
+    assert "VICTIM-JOB-JWT" not in result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------ secrets never leave

@@ -120,8 +120,9 @@ def _check_inputs(cfg: DictConfig, multirun: bool, stored: Any) -> None:
         if relaunches_script(cfg.trainer.strategy):
             raise FtlabError(RELAUNCH_MESSAGE)
     if stored is not None and stored.store_checks:
-        from ftlab.config.trust import check_resolved_secrets
+        from ftlab.config.trust import check_resolved_secrets, guard_environment
 
+        guard_environment(stored.allowed_env)
         check_resolved_secrets(OmegaConf.to_container(cfg, resolve=True), stored.allowed_env)
 
 

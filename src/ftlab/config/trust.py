@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -41,13 +40,10 @@ PURE_RESOLVERS = {
     "now",
     "ftlab.cwd",
     "oc.select",
-    "oc.create",
-    "oc.decode",
     "oc.deprecated",
     "oc.dict.keys",
     "oc.dict.values",
 }
-_RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:([^{}]*)")
 
 
 def targets(tree: Any, path: str = "") -> list[tuple[str, str]]:
@@ -184,26 +180,99 @@ def check_safe_settings(tree: Any) -> None:
 
 # ------------------------------------------------------------------ interpolations
 def check_interpolations(tree: Any, allowed_env: Iterable[str] = ()) -> None:
-    """Refuse resolvers other than the pure ones, and `oc.env` except for named variables."""
+    """Refuse resolvers other than the pure ones, and `oc.env` except for named variables.
+
+    Strings are read with OmegaConf's own grammar, so a call nested in another's arguments, a
+    resolver name or variable name built by an interpolation (`${${r}:X}`, `${oc.env:${v}}`) are
+    seen as OmegaConf will resolve them. `oc.decode` and `oc.create` are not pure here: they turn
+    a string, which interpolations can assemble piece by piece, into config that is resolved."""
     allowed_env = set(allowed_env)
     for key, value in _leaves(tree):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or "${" not in value:
             continue
-        for resolver, argument in _RESOLVER_CALL.findall(value):
-            variable = argument.split(",", 1)[0].strip()
-            if resolver == "oc.env" and variable in allowed_env:
-                continue
+        for resolver, variable in _resolver_calls(key, value):
+            if resolver is None:
+                raise FtlabError(
+                    f"{key}: '{value}' builds a resolver's name from an interpolation; a config "
+                    "from a store may name only pure resolvers, literally"
+                )
             if resolver in PURE_RESOLVERS:
                 continue
+            if resolver == "oc.env" and variable is not None and variable in allowed_env:
+                continue
             if resolver == "oc.env":
+                named = variable or "(named by an interpolation)"
                 raise FtlabError(
-                    f"{key}: '{value}' reads the environment variable {variable}; a config from a "
-                    f"store may not (pass --allow-env {variable} if you mean to share it)"
+                    f"{key}: '{value}' reads the environment variable {named}; a config from a "
+                    f"store may not (pass --allow-env {variable or 'NAME'} if you mean to share it)"
                 )
             raise FtlabError(
                 f"{key}: '{value}' calls the resolver '{resolver}'; a config from a store may use "
                 "only Hydra's and OmegaConf's pure resolvers"
             )
+
+
+def _resolver_calls(key: str, value: str) -> Iterator[tuple[str | None, str | None]]:
+    """(resolver name, first argument) of every resolver call in `value`, nested ones included;
+    the name is None when an interpolation builds it, the argument None unless it is a literal."""
+    from omegaconf.errors import GrammarParseError
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser as Grammar
+    from omegaconf.grammar_parser import parse
+
+    try:
+        pending = [parse(value)]
+    except GrammarParseError as err:
+        raise FtlabError(f"{key}: '{value}' is not a valid interpolation ({err})") from None
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Grammar.InterpolationResolverContext):
+            name = node.resolverName()
+            arguments = node.sequence()
+            first = arguments.element()[0] if arguments is not None else None
+            yield (
+                None if name.interpolation() else name.getText(),
+                None if first is None or _has_interpolation(first) else _unquoted(first.getText()),
+            )
+        pending.extend(node.getChildren() if hasattr(node, "getChildren") else ())
+
+
+def _has_interpolation(node: Any) -> bool:
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser as Grammar
+
+    pending = [node]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Grammar.InterpolationContext):
+            return True
+        pending.extend(node.getChildren() if hasattr(node, "getChildren") else ())
+    return False
+
+
+def _unquoted(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def guard_environment(allowed_env: Iterable[str]) -> None:
+    """From here on, `${oc.env:NAME}` in this process reads only the variables the user named:
+    behind `check_interpolations`, a config from a store gets no other route to the environment
+    even through a form that check did not foresee."""
+    from omegaconf import OmegaConf
+    from omegaconf.resolvers import oc
+
+    allowed = frozenset(allowed_env)
+
+    def env(key: str, *default: Any) -> Any:
+        if key not in allowed:
+            raise FtlabError(
+                f"${{oc.env:{key}}}: a config from a store may not read the environment "
+                f"(pass --allow-env {key} if you mean to share it)"
+            )
+        return oc.env(key, *default)
+
+    OmegaConf.register_new_resolver("oc.env", env, replace=True, use_cache=False)
 
 
 def _leaves(tree: Any, path: str = "") -> Iterator[tuple[str, Any]]:
