@@ -169,6 +169,89 @@ def test_resume_writes_only_into_a_folder_that_holds_a_run(workdir: Path, tmp_pa
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("callbacks.model_checkpoint.dirpath", "/tmp/elsewhere"),
+        ("callbacks.last_checkpoint.dirpath", "${paths.output_dir}/../../elsewhere"),
+        ("paths.output_dir", "/tmp/elsewhere"),
+        ("paths.root_dir", "/tmp/elsewhere"),
+    ],
+)
+def test_a_stored_config_cannot_move_where_the_run_writes(
+    key: str, value: str, workdir: Path
+) -> None:
+    """Found by a review: a stored checkpoint folder made a resume write `best.ckpt` into any
+    folder (and, with a tampered last.ckpt, delete a file there)."""
+    config = tiny_config()
+    section, *rest = key.split(".")
+    node = config[section]
+    for part in rest[:-1]:
+        node = node[part]
+    node[rest[-1]] = value
+    run_id = store_run(workdir, config)
+    message = refused(workdir, "reproduce", run_id)
+    assert message.startswith(f"error: {key}: ") and "--trust" in message, message
+
+
+def test_a_tampered_checkpoint_cannot_name_files_outside_its_folder(tmp_path: Path) -> None:
+    """Found by a review: Lightning restores the best-checkpoint bookkeeping from the checkpoint
+    it resumes, and deletes the k-th best it names when a better one comes: a `last.ckpt` from a
+    store naming `<dirpath>/../file` deleted that file. ftlab's trainer resets such bookkeeping."""
+    import lightning.pytorch as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ftlab.builders import build_trainer
+
+    class Improves(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch: list[torch.Tensor], index: int) -> None:
+            self.log("val/score", 1.0 + self.current_epoch)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    folder, victim = tmp_path / "out" / "checkpoints", tmp_path / "victim.txt"
+    victim.write_text("the user's file")
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)))
+    cfg = OmegaConf.create(
+        {
+            "trainer": {"_target_": "lightning.pytorch.Trainer", "max_epochs": 1, "accelerator": "cpu",
+                        "enable_progress_bar": False, "enable_model_summary": False},
+            "paths": {"output_dir": str(tmp_path / "out")},
+        }
+    )  # fmt: skip
+
+    def trainer(epochs: int) -> tuple[L.Trainer, ModelCheckpoint]:
+        best = ModelCheckpoint(dirpath=folder, filename="best", monitor="val/score", mode="max")
+        built = build_trainer(cfg, [best])
+        built.fit_loop.max_epochs = epochs
+        return built, best
+
+    first, _ = trainer(1)
+    first.fit(Improves(), data, data)
+    first.save_checkpoint(folder / "last.ckpt")
+    first.strategy.checkpoint_io.wait()  # its fsync and rename run in the background
+    state = torch.load(folder / "last.ckpt", weights_only=True)
+    (key,) = [k for k in state["callbacks"] if k.startswith("ModelCheckpoint")]
+    evil, worst = str(folder / ".." / ".." / "victim.txt"), torch.tensor(-1.0)
+    state["callbacks"][key].update(
+        best_k_models={evil: worst}, kth_best_model_path=evil, kth_value=worst,
+        best_model_path=evil, best_model_score=worst,
+    )  # fmt: skip
+    torch.save(state, folder / "last.ckpt")
+    resumed, best = trainer(2)
+    resumed.fit(Improves(), data, data, ckpt_path=folder / "last.ckpt", weights_only=True)
+    assert victim.read_text() == "the user's file"
+    assert Path(best.best_model_path).parent == folder and float(best.best_model_score) == 2.0
+
+
 # ------------------------------------------------------------------ models and checkpoints
 def _tampered_model(logged_digits_model: tuple[str, str], tmp_path: Path, change) -> Path:
     import mlflow

@@ -78,10 +78,10 @@ def build_trainer(
         )
     if multirun and relaunches_script(cfg.trainer.strategy):
         raise FtlabError(RELAUNCH_MESSAGE)  # checked before, as config; the builder holds too
-    from ftlab.callbacks.checkpoints import AtomicCheckpointIO
+    from ftlab.callbacks.checkpoints import AtomicCheckpointIO, ConfinedCheckpointPaths
     from ftlab.callbacks.progress import EpochProgressBar, EpochSummary
 
-    callbacks = [*callbacks, EpochSummary()]
+    callbacks = [*callbacks, EpochSummary(), ConfinedCheckpointPaths()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(EpochProgressBar())
     lightning_keys = [k for k in cfg.trainer if k != "compile"]  # compile is applied by train

@@ -266,6 +266,41 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class ConfinedCheckpointPaths(L.Callback):
+    """A resumed fit's best-checkpoint bookkeeping names only files in its own checkpoint folder.
+
+    Lightning's ModelCheckpoint takes the paths it tracks (the best, the k-th best it deletes
+    when a better one comes, the last) from the checkpoint it resumes from, which may come from a
+    shared store: a tampered `last.ckpt` could name `<dirpath>/../anything` for deletion, or a
+    file of the resuming user's as the best one to test and log. After the restore, any tracked
+    path outside the callback's own folder resets that callback's bookkeeping, as in a new fit.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and not _tracks_only_its_folder(callback):
+                callback.best_k_models = {}
+                callback.kth_best_model_path = callback.best_model_path = ""
+                callback.last_model_path = ""
+                callback.best_model_score = None
+                callback.kth_value = torch.tensor(
+                    torch.inf if callback.mode == "min" else -torch.inf
+                )
+
+
+def _tracks_only_its_folder(callback: Any) -> bool:
+    folder = Path(callback.dirpath or ".").resolve()
+    tracked = [
+        *callback.best_k_models,
+        callback.kth_best_model_path,
+        callback.best_model_path,
+        callback.last_model_path,
+    ]
+    return all(Path(path).resolve().parent == folder for path in tracked if path)
+
+
 class LastCheckpoint(Checkpoint):
     """Saves `<dirpath>/last.ckpt` after every epoch, every `every_n_steps` optimizer steps when
     set, and where a stop signal can be honoured (the order of events is in `ftlab.stopping`)."""

@@ -21,6 +21,7 @@ import functools
 import importlib
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -65,6 +66,7 @@ def check_config_trust(
     check_targets(config, allowed_targets)
     check_safe_settings(config)
     check_interpolations(config, allowed_env)
+    check_written_folders(config)
 
 
 # ------------------------------------------------------------------ targets
@@ -175,6 +177,35 @@ def check_safe_settings(tree: Any) -> None:
             raise FtlabError(
                 f"{key}: {value!r} turns off a safety check (loading pickles or running code that "
                 f"ships with a model); a config from a store may only set {SAFE_SETTINGS[name]!r}"
+            )
+
+
+# ------------------------------------------------------------------ folders written
+# Where a run writes: its own folder, and the folder relative paths start from, as shipped.
+SHIPPED_PATHS = {"output_dir": "${hydra:runtime.output_dir}", "root_dir": "${ftlab.cwd:}"}
+_OUTPUT_DIR = "${paths.output_dir}"
+
+
+def check_written_folders(config: dict[str, Any]) -> None:
+    """A config from a store writes only inside the new run's own folder: `paths` as shipped, and
+    every `dirpath` under `${paths.output_dir}` (a checkpoint folder named by the store could
+    overwrite another run's `best.ckpt`, or any file of that name, on the reproducing machine)."""
+    paths = config.get("paths")
+    if isinstance(paths, dict):
+        for name, shipped in SHIPPED_PATHS.items():
+            if name in paths and paths[name] != shipped:
+                raise FtlabError(
+                    f"paths.{name}: {paths[name]!r} moves where the run writes; a config from a "
+                    f"store may only keep {shipped!r} (pass --trust if you trust its author)"
+                )
+    for key, value in _leaves(config):
+        if key.rsplit(".", 1)[-1] != "dirpath":
+            continue
+        inside = isinstance(value, str) and value.startswith(f"{_OUTPUT_DIR}/")
+        if not inside or ".." in Path(value).parts:
+            raise FtlabError(
+                f"{key}: {value!r} writes outside the run's own folder; a config from a store may "
+                f"only write under {_OUTPUT_DIR} (pass --trust if you trust its author)"
             )
 
 
