@@ -427,6 +427,39 @@ def test_a_stored_config_cannot_read_the_environment_through_a_nested_call(workd
 
 
 # ------------------------------------------------------------------ secrets never leave
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("postgresql://ftlab:S3cret@Pw0rd@db/x", "Pw0rd"),  # a raw "@" in the password
+        ("postgresql:///x?host=db&sslpassword=KeyPassphrase99", "KeyPassphrase99"),
+        ("s3://bucket/x?X-Amz-Signature=abcdef0123", "abcdef0123"),
+        ("+db.pwd=Hunter2Hunter2", "Hunter2Hunter2"),
+        ("mlflowPassword=Hunter2Hunter2", "Hunter2Hunter2"),
+        ("hub.tokens=hf_abcdefghij", "hf_abcdefghij"),
+        ("ci.jwt=eyJhbGciOiJSUzI1NiJ9", "eyJhbGciOiJSUzI1NiJ9"),
+        ("db.passphrase=KeyPassphrase99", "KeyPassphrase99"),
+    ],
+)  # fmt: skip
+def test_secrets_in_common_spellings_are_redacted(text: str, secret: str) -> None:
+    """Found by a review: these spellings reached params, overrides.yaml and the screen."""
+    from ftlab.redact import looks_secret, redact_text
+
+    assert secret not in redact_text(text, set())
+    assert not looks_secret("PWD") and not looks_secret("OLDPWD")  # the shell's folders
+
+
+def test_listing_a_store_never_prints_its_password(workdir: Path) -> None:
+    """Found by a review: `ftlab runs` against a server that does not answer printed MLflow's
+    traceback, whose messages carry the tracking URI with its password."""
+    for args in (["runs"], ["compare", "a", "b"]):
+        result = run_ftlab(
+            *args, "--tracking-uri", "http://alice:S3cretPassw0rd@127.0.0.1:9", cwd=workdir
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "S3cretPassw0rd" not in result.stdout + result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking server")
+
+
 def test_override_secrets_are_redacted_in_every_file_and_on_screen(workdir: Path) -> None:
     secret, password = "hf_0123456789abcdefXYZ", "s3cr3t-passw0rd"
     result = run_ftlab(

@@ -145,12 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 0 if not argv else 2
     from ftlab.errors import FtlabError
+    from ftlab.redact import redact_text
 
     try:
         return _dispatch(args)
     except FtlabError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
+    except Exception:  # a library's own error: its traceback, without passwords or secrets
+        import traceback
+
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

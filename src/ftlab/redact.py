@@ -15,14 +15,19 @@ from typing import Any
 
 REDACTED = "***redacted***"
 _SECRET_NAME = re.compile(
-    r"(^|[_.-])(token|secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|auth)($|[_.-])",
+    r"(^|[_.-])(tokens?|secrets?|passw(or)?ds?|pwd|pass(phrase)?|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|signing[_-]?key|credentials?|auth|jwt|bearer)($|[_.-])",
     re.IGNORECASE,
 )
-# scheme://user:PASSWORD@host  (the user name stays: it says whose account it is)
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):([^@\s/]+)@")
-# ?password=...&token=... in query strings
+_SHELL_DIRECTORIES = {"PWD", "OLDPWD"}  # the shell's folders, not passwords (db.pwd is one)
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # mlflowPassword -> mlflow_Password
+# scheme://user:PASSWORD@host  (the user name stays: it says whose account it is); a raw "@" in
+# the password belongs to it when another "@" follows before the host, as URL parsers read it
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):((?:[^@\s/]|@(?=[^\s/]*@))+)@")
+# ?password=...&sslpassword=...&X-Amz-Signature=... in query strings (names ending so)
 _QUERY_SECRET = re.compile(
-    r"([?&;](?:password|passwd|pwd|token|secret|api_key|apikey|access_key)=)[^&\s;#]+",
+    r"([?&;][\w.\-]*?(?:password|passwd|pwd|pass|token|secret|api_key|apikey|access_key|key"
+    r"|signature|sig)=)[^&\s;#]+",
     re.IGNORECASE,
 )
 # key=value pairs inside a string: overrides, Hydra's override_dirname ("a=1,hub.token=x")
@@ -32,7 +37,10 @@ _MIN_SECRET_LENGTH = 8  # shorter environment values ("1", "true") would redact 
 
 def looks_secret(name: str) -> bool:
     """True for keys or variable names such as hf_token, db.password, OPENAI_API_KEY."""
-    return bool(_SECRET_NAME.search(str(name).rsplit(".", 1)[-1]))
+    last = str(name).rsplit(".", 1)[-1]
+    if last in _SHELL_DIRECTORIES:
+        return False
+    return bool(_SECRET_NAME.search(_CAMEL_BOUNDARY.sub("_", last)))
 
 
 def secret_values(environ: dict[str, str] | None = None) -> set[str]:

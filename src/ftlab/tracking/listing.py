@@ -18,9 +18,15 @@ KEY_PARAMS = {
 
 
 def _client(tracking_uri: str | None):
+    """A client for the store, once a server there answers (a dead one fails in one line that
+    shows the URI without its password, not in MLflow's traceback that shows it whole)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(resolve_tracking_uri(tracking_uri))
+    from ftlab.tracking.run import check_reachable
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    return MlflowClient(uri)
 
 
 def find_runs(
