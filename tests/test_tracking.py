@@ -344,6 +344,25 @@ def test_interrupted_run_ends_killed(workdir: Path, signum: int) -> None:
     assert state["global_step"] > 0 and state["optimizer_states"]
 
 
+@pytest.mark.parametrize("hook", ["on_train_end", "on_test_start"])
+def test_a_stop_signal_after_the_last_epoch_is_not_lost(workdir: Path, hook: str) -> None:
+    """Found by a review: a SIGTERM during the fit's end hooks (its last save included) was
+    recorded and then forgotten, so the run tested, logged its model and ended FINISHED; one
+    during the test pass printed a bare traceback and no way to resume."""
+    env = {**cli_env(), "PYTHONPATH": str(Path(__file__).parent / "apps")}
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "hydra.run.dir=out",
+        f"+callbacks.signal_at={{_target_: signal_at.SignalAt, hook: {hook}}}",
+        cwd=workdir, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "KILLED"
+    assert f"ftlab resume {run.info.run_id}" in result.stdout
+    assert "Model:" not in result.stdout
+
+
 def test_runs_and_compare_commands(workdir: Path) -> None:
     for lr in ("0.001", "0.01"):
         result = run_ftlab(

@@ -8,7 +8,10 @@ events:
   raises `Interrupted`; during validation it raises without saving, because the checkpoint from
   before validation is the consistent one. Lightning answers the KeyboardInterrupt with its
   `on_exception` hooks, then `sys.exit(1)`. Under DDP every rank stops at the same batch.
-- A signal while nothing trains (building, logging the model) raises `Interrupted` at once.
+- A first signal during the fit's end (its last save, the end hooks), where no batch or epoch
+  end is left to answer it, stops the run as soon as the fit returns, before its test.
+- A signal while nothing trains (building, testing, logging the model) raises `Interrupted` at
+  once; the CLI prints one line, and the way to resume where a checkpoint exists.
 - A second signal raises `Interrupted` at once, wherever the run is.
 - An exception propagates; the run ends FAILED with its traceback, and the CLI prints one line
   when it is an FtlabError.

@@ -96,10 +96,10 @@ def _train(cfg: DictConfig, multirun: bool) -> dict[str, Any]:
             _record_topology(run, trainer, cfg)
             try:
                 result = _fit_and_test(cfg, trainer, model, datamodule, checkpoint)
-            except SystemExit:
+                _record_results(cfg, run, trainer, model, datamodule)
+            except (SystemExit, KeyboardInterrupt):  # Lightning turns a stop inside fit into exit
                 _offer_resume_if_stopped(run, trainer)
                 raise
-            _record_results(cfg, run, trainer, model, datamodule)
         return result
 
 
@@ -354,6 +354,12 @@ def _fit_and_test(
     # weights_only: a checkpoint is loaded without running any pickled code.
     with collector_skips_what_exists():  # the imports and the built run stay frozen
         trainer.fit(runnable, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    from ftlab.callbacks.checkpoints import stop_requested
+
+    if stop_requested(trainer):  # it came during the fit's last save or end hooks, unanswered
+        from ftlab.stopping import Interrupted
+
+        raise Interrupted("stopped by signal at the end of training")
     # Testing replaces the trainer's metrics: the last epoch's val/* are kept for the objective.
     fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = _best_checkpoint(trainer)
@@ -551,6 +557,11 @@ def main(cfg: DictConfig) -> Any:
     try:
         keep_freed_memory()  # before the model's tensors: a step reuses what the last one freed
         result = train(cfg, multirun=multirun)
+    except KeyboardInterrupt:
+        if multirun:  # the sweeper ends the sweep
+            raise
+        print("stopped by signal", file=sys.stderr)  # what to resume, if anything, is printed
+        sys.exit(1)
     except Exception as err:
         user_error = _user_error(err) or _nondeterministic_op(err)
         if user_error is None or multirun:

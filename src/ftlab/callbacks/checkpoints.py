@@ -336,7 +336,7 @@ class LastCheckpoint(Checkpoint):
         """Step saves and signal stops happen here, before the batch trains: the state is the one
         after the previous optimizer step, and that step's metrics are already logged (at batch
         end Lightning has not logged them yet, so a resume from there would leave a gap)."""
-        if self._stop_now(trainer):
+        if stop_requested(trainer):
             self._save(trainer, before_batch=True, last_of_fit=True)
             raise Interrupted("stopped by signal; checkpoint saved")
         step, every = trainer.global_step, self.every_n_steps
@@ -345,14 +345,14 @@ class LastCheckpoint(Checkpoint):
             self._save(trainer, before_batch=True)
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self._stop_now(trainer):
+        if stop_requested(trainer):
             raise Interrupted("stopped by signal during validation")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning calls checkpoint callbacks after the module's own epoch-end hook and after
         # validation, so early stopping and the best checkpoint are up to date in this file.
         self._save(trainer, last_of_fit=_fit_ends_after_this_epoch(trainer) or STOP.requested)
-        if self._stop_now(trainer):
+        if stop_requested(trainer):
             raise Interrupted("stopped by signal; checkpoint saved")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -401,10 +401,12 @@ class LastCheckpoint(Checkpoint):
             STOP.graceful = False
             STOP.uninstall()
 
-    def _stop_now(self, trainer: L.Trainer) -> bool:
-        if trainer.world_size > 1:  # every rank must save and stop together
-            return trainer.strategy.reduce_boolean_decision(STOP.requested, all=False)
-        return STOP.requested
+
+def stop_requested(trainer: L.Trainer) -> bool:
+    """Whether a stop signal reached any rank (every rank must save and stop together)."""
+    if trainer.world_size > 1:
+        return trainer.strategy.reduce_boolean_decision(STOP.requested, all=False)
+    return STOP.requested
 
 
 def _fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
