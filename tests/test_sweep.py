@@ -173,6 +173,60 @@ def test_interrupted_sweep_resumes_to_the_full_count(workdir: Path) -> None:
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
 
+def test_sigterm_stops_a_sweep_on_workers_as_ctrl_c_does(workdir: Path) -> None:
+    """Found by a review: SIGTERM (a scheduler's, `kill`) ended the sweep's process at once, its
+    workers trained on as orphans and the parent run stayed RUNNING for good."""
+    import signal
+    import time
+
+    import psutil
+
+    args = [*SWEEP, "trainer.max_epochs=30", "hydra.sweeper.n_trials=4", "hydra.sweeper.workers=2",
+            "hydra.sweeper.pruner.name=none"]  # fmt: skip
+    process = subprocess.Popen([FTLAB, "train", *args], cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list(workdir.glob("multirun/*/*/*/checkpoints/last.ckpt")):  # a trial trains
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()[
+                -2000:
+            ]
+            time.sleep(0.5)
+        workers = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0 and "rerun the same command to resume" in output, output[-3000:]
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers left running: {alive}"
+    parents, _ = parents_and_children(workdir)
+    assert parents[0].info.status == "KILLED"
+    assert not [t for t in study(workdir).trials if t.state == TrialState.RUNNING]
+
+
+def test_a_stop_right_after_a_trial_is_asked_leaves_no_trial_running(workdir: Path) -> None:
+    """Found by a review: a stop between `ask` and the job's launch left the asked trial RUNNING
+    for good, without a heartbeat, and a resumed sweep counted it as one of its trials."""
+    env = {**cli_env(), "PYTHONPATH": str(Path(__file__).parent / "apps")}
+    args = [*SWEEP, "hydra.sweeper.n_trials=3"]
+    stopped = run_ftlab(
+        "train", *args, "hydra.sweeper.custom_search_space=signal_at.stop_at_second_trial",
+        cwd=workdir, env=env,
+    )  # fmt: skip
+    assert stopped.returncode != 0 and "rerun the same command to resume" in stopped.stdout
+    states = {t.number: t.state for t in study(workdir).trials}
+    assert states[0] in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert states[1] == TrialState.FAIL and study(workdir).trials[1].user_attrs["interrupted"]
+    resumed = run_ftlab("train", *args, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = [t for t in study(workdir).trials if t.state != TrialState.FAIL]
+    assert len(finished) == 3 and not [
+        t for t in study(workdir).trials if t.state == TrialState.RUNNING
+    ]
+
+
 # ------------------------------------------------------------------ any Hydra app, upstream-style
 APP = Path(__file__).parent / "apps" / "quadratic.py"
 

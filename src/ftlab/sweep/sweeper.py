@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from ftlab.errors import FtlabError
 from ftlab.names import STORAGE_VARIABLE
 from ftlab.redact import redact_text, redact_yaml_files
+from ftlab.stopping import STOP
 from ftlab.sweep import TRIAL_KEY, report
 from ftlab.sweep.algorithms import PRUNER_ATTR, build_sampler, grid_size
 from ftlab.sweep.job_configs import JobConfigLoader
@@ -96,12 +97,18 @@ class OptunaSweeper(Sweeper):
     # ------------------------------------------------------------ the sweep
     def sweep(self, arguments: list[str]) -> Any:
         _quiet_optuna()
+        # SIGTERM (a scheduler, `kill`) stops a sweep as Ctrl-C does: trials in flight marked
+        # interrupted, workers stopped, the parent run KILLED. Python's default would end the
+        # process with none of that, the parent run and the trials left RUNNING.
+        STOP.install()
         try:
             return self._sweep(arguments)
         except FtlabError as err:
             self._discard_empty_sweep_dir()
             print(f"error: {redact_text(str(err))}", file=sys.stderr)
             sys.exit(2)
+        finally:
+            STOP.uninstall()
 
     def _sweep(self, arguments: list[str]) -> list[Any]:
         assert self.config is not None
@@ -200,24 +207,31 @@ class OptunaSweeper(Sweeper):
         """The next trials (at most `limit`), counted and asked under the study lock so workers
         sharing the study run exactly `n_trials` between them. Trials of dead workers are failed
         first (their heartbeat stopped) and come back as waiting retries, asked before new ones."""
-        with study_lock(plan.storage_url):
-            optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            waiting = sum(t.state == TrialState.WAITING for t in trials)
-            room = max(0, n_trials - counted_trials(trials)) + waiting
-            batch = []
-            for index in range(min(limit, room)):
-                study.sampler = build_sampler(
-                    self.sampler_settings, len(trials) + index, plan.space
-                )
-                trial = study.ask()
-                sampled = plan.space.sample(trial)
-                if self._extend_space is not None:
-                    self._extend_space(self.config, trial)
-                    sampled.update({k: v for k, v in trial.params.items() if k not in sampled})
-                batch.append((trial, sampled))
-        if parent is not None:
-            parent.close_orphans(study)
+        batch: list[tuple[Any, dict]] = []
+        try:
+            with study_lock(plan.storage_url):
+                optuna.storages.fail_stale_trials(study)
+                trials = study.get_trials(deepcopy=False)
+                waiting = sum(t.state == TrialState.WAITING for t in trials)
+                room = max(0, n_trials - counted_trials(trials)) + waiting
+                for index in range(min(limit, room)):
+                    study.sampler = build_sampler(
+                        self.sampler_settings, len(trials) + index, plan.space
+                    )
+                    trial = study.ask()
+                    batch.append((trial, {}))
+                    sampled = plan.space.sample(trial)
+                    if self._extend_space is not None:
+                        self._extend_space(self.config, trial)
+                        sampled.update({k: v for k, v in trial.params.items() if k not in sampled})
+                    batch[-1] = (trial, sampled)
+            if parent is not None:
+                parent.close_orphans(study)
+        except BaseException as stop:  # an asked trial has no heartbeat yet: end it here
+            self._interrupted(
+                study, [t for t, _ in batch], announce=not isinstance(stop, Exception)
+            )
+            raise
         return batch
 
     def _job_overrides(
@@ -235,14 +249,14 @@ class OptunaSweeper(Sweeper):
         return overrides
 
     def _run_batch(self, study, storage, batch, plan, parent, n_trials) -> Any:
-        jobs = [self._job_overrides(study, t, s, plan, parent) for t, s in batch]
-        self._validate_new_shapes(jobs)
-        beats = TrialHeartbeats(storage, [trial._trial_id for trial, _ in batch])
         try:
-            with beats:
+            jobs = [self._job_overrides(study, t, s, plan, parent) for t, s in batch]
+            self._validate_new_shapes(jobs)
+            with TrialHeartbeats(storage, [trial._trial_id for trial, _ in batch]):
                 returns = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
-        except (KeyboardInterrupt, SystemExit):
-            self._interrupted(study, [trial for trial, _ in batch])
+        except BaseException as stop:  # Ctrl-C, SIGTERM, or a job that cannot be composed
+            trials = [trial for trial, _ in batch]
+            self._interrupted(study, trials, announce=not isinstance(stop, Exception))
             raise
         for (trial, sampled), job in zip(batch, returns, strict=True):
             self._finished(
