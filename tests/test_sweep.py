@@ -227,6 +227,17 @@ def test_a_stop_right_after_a_trial_is_asked_leaves_no_trial_running(workdir: Pa
     ]
 
 
+def test_an_objective_no_trial_logs_is_named_in_the_error(workdir: Path) -> None:
+    """Found by a review: the sweep ended with "the job returned None, not a number"."""
+    result = run_ftlab(
+        "train", *SWEEP, "hydra.sweeper.n_trials=2", "optimized_metric=val/bogus", "logger=none",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "optimized_metric val/bogus was not logged" in last and "val/loss" in last, last
+
+
 # ------------------------------------------------------------------ any Hydra app, upstream-style
 APP = Path(__file__).parent / "apps" / "quadratic.py"
 

@@ -13,6 +13,7 @@ STORAGE_VARIABLE = "FTLAB_OPTUNA_STORAGE"
 
 # ------------------------------------------------------------------ trial user attrs
 PRUNED_AT = "pruned_at_epoch"  # the epoch a pruned trial stopped at (also a key of train's result)
+OBJECTIVE_ERROR = "objective_error"  # why a job has no objective value (a key of train's result)
 MLFLOW_RUN_ATTR = "mlflow_run_id"  # the job's MLflow run
 
 # ------------------------------------------------------------------ run tags

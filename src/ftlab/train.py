@@ -27,6 +27,7 @@ from ftlab.config.setup import prepare_hydra
 from ftlab.errors import FtlabError
 from ftlab.names import (
     CHECKPOINTS_DIR,
+    OBJECTIVE_ERROR,
     PRUNED_AT,
     TAG_GLOBAL_BATCH,
     TAG_NUM_NODES,
@@ -403,7 +404,14 @@ def _objective(
     pruning = _trial_pruning_callback(trainer)
     pruned_at_epoch = pruning.pruned_epoch() if pruning is not None else None
     value = values if len(names) > 1 else values[0]
-    return {"value": value, PRUNED_AT: pruned_at_epoch, "metrics": metrics}
+    objective = {"value": value, PRUNED_AT: pruned_at_epoch, "metrics": metrics}
+    missing = [name for name, v in zip(names, values, strict=True) if v is None]
+    if missing:  # a sweep fails the trial with this instead of "returned None"
+        objective[OBJECTIVE_ERROR] = (
+            f"optimized_metric {', '.join(missing)} was not logged; the run's final metrics: "
+            f"{', '.join(sorted(final))}"
+        )
+    return objective
 
 
 def _objective_names(cfg: DictConfig) -> list[str]:

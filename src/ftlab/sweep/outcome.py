@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.core.utils import JobStatus
 
-from ftlab.names import PRUNED_AT
+from ftlab.names import OBJECTIVE_ERROR, PRUNED_AT
 
 
 @dataclass
@@ -38,7 +38,8 @@ def judge(job: Any, objectives: int) -> Outcome:
     if pruned:
         return Outcome("PRUNED", values if values and len(values) == objectives else None)
     if values is None:
-        return Outcome("FAIL", error=f"the job returned {raw!r}, not a number")
+        explained = result.get(OBJECTIVE_ERROR) if isinstance(result, dict) else None
+        return Outcome("FAIL", error=explained or f"the job returned {raw!r}, not a number")
     if len(values) != objectives:
         return Outcome(
             "FAIL", error=f"the job returned {len(values)} values for {objectives} objectives"
