@@ -62,6 +62,13 @@ CASES: dict[str, tuple] = {
     "label_fraction_zero": ([*DIGITS, "data.label_fraction=0"], "data.label_fraction must lie in"),
     "last_checkpoint_every_zero": ([*TINY_TEXT, "callbacks.last_checkpoint.every_n_steps=0"], "callbacks.last_checkpoint.every_n_steps"),
     "nonfinite_budget_negative": ([*TINY_TEXT, "callbacks.nonfinite_loss.max_nonfinite_steps=-1"], "max_nonfinite_steps"),
+    # found by review: these reached Lightning (a traceback, a FAILED run, a folder left behind)
+    "check_val_every_zero": ([*DIGITS, "trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch must be > 0"),
+    "val_check_interval_zero": ([*DIGITS, "trainer.val_check_interval=0"], "trainer.val_check_interval must be"),
+    "precision_unknown": ([*DIGITS, "trainer.precision=bogus"], "trainer.precision must be one of"),
+    "max_time_unparsable": ([*DIGITS, "trainer.max_time=bogus"], "trainer.max_time must be DD:HH:MM:SS"),
+    "monitor_metric_not_logged": ([*DIGITS, "monitor.metric=val/bogus"], "monitor.metric=val/bogus is not logged for classification data"),
+    "monitor_mode_unknown": ([*DIGITS, "monitor.mode=bogus"], "monitor.mode must be min or max"),
     # ---- unknown settings
     "extra_data_option": ([*TINY_TEXT, "+data.extra_option=1"], "data.extra_option is not a setting of data"),
     "extra_backbone_option": ([*DIGITS, "+model.backbone.widht=3"], "model.backbone.widht is not a setting"),

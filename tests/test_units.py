@@ -512,3 +512,13 @@ def test_training_that_leaves_a_non_finite_weight_fails(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(FtlabError, match=r"^weight layer\.(weight|bias) is -?inf at step 1"):
         trainer.fit(Overflows(), train_dataloaders=data)
+
+
+def test_the_metric_names_the_checks_know_are_the_ones_logged() -> None:
+    """`monitor.metric` is checked against names.TASK_METRICS before anything is built."""
+    from ftlab.models.metrics import task_metrics
+    from ftlab.names import CLASSIFICATION, REGRESSION, TASK_METRICS
+
+    for task in (REGRESSION, CLASSIFICATION):
+        logged = set(task_metrics(task, 3, prefix="val/").keys())
+        assert logged == {f"val/{name}" for name in TASK_METRICS[task]}

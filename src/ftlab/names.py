@@ -4,6 +4,8 @@ keys, task names. Each is spelled here once; a reader and its writer import the 
 # ------------------------------------------------------------------ tasks
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
+# What models/metrics.py logs per task, under train/, val/ and test/ (besides the loss).
+TASK_METRICS = {REGRESSION: ("mse", "mae", "pearson"), CLASSIFICATION: ("acc", "f1_macro")}
 
 # ------------------------------------------------------------------ config keys
 TRIAL_KEY = "optuna_trial"  # the sweeper's link to a job's trial: study, trial_id, number, parent

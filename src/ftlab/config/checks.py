@@ -18,7 +18,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ftlab.config.schemas import SCHEMAS
 from ftlab.errors import FtlabError
-from ftlab.names import CLASSIFICATION, REGRESSION
+from ftlab.names import CLASSIFICATION, REGRESSION, TASK_METRICS
 
 _SCHEMA_TYPES = {schema for group in SCHEMAS.values() for schema in group.values()}
 _GPU_ACCELERATORS = ("gpu", "cuda")
@@ -52,6 +52,7 @@ def check_config(cfg: DictConfig) -> None:
         _check_values(key, node)
     _check_paths(cfg)
     _check_loss_fits_data(cfg)
+    _check_monitor(cfg)
     _check_device(cfg)
     for key, node in nodes:  # may import the targets, to read their signatures
         _check_known_keys(key, node)
@@ -217,6 +218,26 @@ def _check_loss_fits_data(cfg: DictConfig) -> None:
         f"loss={name} is for {loss_task} but data={cfg.data.get('name')} is {task}: "
         f"use loss={fitting} (or loss=auto, which picks it from the data)"
     )
+
+
+def _check_monitor(cfg: DictConfig) -> None:
+    """The monitored metric is one the run logs: a typo (val/accuracy) would otherwise fail at
+    the end of the first epoch, in EarlyStopping's traceback, after a run was created."""
+    monitor = cfg.get("monitor") or {}
+    mode = monitor.get("mode")
+    if mode not in ("min", "max"):
+        raise FtlabError(f"monitor.mode must be min or max (got {mode!r})")
+    metric, task = str(monitor.get("metric")), data_task(cfg)
+    # Checkpoints and early stopping judge after validation, where only val/* metrics exist.
+    if task not in TASK_METRICS:  # known only once the data loads
+        if not metric.startswith("val/"):
+            raise FtlabError(f"monitor.metric={metric}: monitor a validation metric (val/...)")
+        return
+    logged = ["val/loss", *(f"val/{name}" for name in TASK_METRICS[task])]
+    if metric not in logged:
+        raise FtlabError(
+            f"monitor.metric={metric} is not logged for {task} data: use one of {', '.join(logged)}"
+        )
 
 
 def _check_device(cfg: DictConfig) -> None:

@@ -176,6 +176,54 @@ class TrainerConfig:
         _positive("accumulate_grad_batches", self.accumulate_grad_batches)
         _non_negative("gradient_clip_val", self.gradient_clip_val)
         _positive("log_every_n_steps", self.log_every_n_steps)
+        _positive("check_val_every_n_epoch", self.check_val_every_n_epoch)
+        _check_val_check_interval(self.val_check_interval)
+        if str(self.precision) not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(sorted(PRECISIONS))} (got {self.precision!r})"
+            )
+        _check_max_time(self.max_time)
+
+
+# What Lightning's Trainer accepts as `precision` (checked here, before Lightning is imported).
+PRECISIONS = {
+    "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+    "transformer-engine-float16", "64", "32", "16", "bf16",
+}  # fmt: skip
+_TIME_PARTS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+
+
+def _check_val_check_interval(value: Any) -> None:
+    """A fraction of the epoch in (0, 1], or a number of batches >= 1."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"val_check_interval must be a number (got {value!r})")
+    if value <= 0 or (isinstance(value, float) and value > 1):
+        raise ValueError(
+            "val_check_interval must be a fraction of the epoch in (0, 1] or a batch count "
+            f">= 1 (got {value})"
+        )
+
+
+def _check_max_time(value: Any) -> None:
+    """`DD:HH:MM:SS`, or a mapping of timedelta parts ({hours: 2})."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        parts = value.split(":")
+        valid = len(parts) == 4 and all(p.isdigit() for p in parts)
+    else:
+        valid = (
+            isinstance(value, dict)
+            and bool(value)
+            and set(value) <= _TIME_PARTS
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
+        )
+    if not valid:
+        raise ValueError(
+            f"max_time must be DD:HH:MM:SS or a mapping such as {{hours: 2}} (got {value!r})"
+        )
 
 
 # ---------------------------------------------------------------- data
