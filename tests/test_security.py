@@ -187,8 +187,12 @@ def test_resume_writes_only_into_a_folder_that_holds_a_run(workdir: Path, tmp_pa
         ("callbacks.last_checkpoint.dirpath", "${paths.output_dir}/../../elsewhere"),
         ("paths.output_dir", "/tmp/elsewhere"),
         ("paths.root_dir", "/tmp/elsewhere"),
+        # found by a second review: `..` from an interpolation, and a file name with a path
+        ("callbacks.model_checkpoint.dirpath", "${paths.output_dir}/${oc.select:x,..}/${oc.select:x,..}/elsewhere"),
+        ("callbacks.model_checkpoint.filename", "../../elsewhere/best"),
+        ("callbacks.model_checkpoint.filename", "/tmp/elsewhere/best"),
     ],
-)
+)  # fmt: skip
 def test_a_stored_config_cannot_move_where_the_run_writes(
     key: str, value: str, workdir: Path
 ) -> None:
@@ -205,7 +209,10 @@ def test_a_stored_config_cannot_move_where_the_run_writes(
     assert message.startswith(f"error: {key}: ") and "--trust" in message, message
 
 
-def test_a_tampered_checkpoint_cannot_name_files_outside_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("epochs", [2, 1], ids=["trains_on", "nothing_left_to_train"])
+def test_a_tampered_checkpoint_cannot_name_files_outside_its_folder(
+    tmp_path: Path, epochs: int
+) -> None:
     """Found by a review: Lightning restores the best-checkpoint bookkeeping from the checkpoint
     it resumes, and deletes the k-th best it names when a better one comes: a `last.ckpt` from a
     store naming `<dirpath>/../file` deleted that file. ftlab's trainer resets such bookkeeping."""
@@ -257,10 +264,13 @@ def test_a_tampered_checkpoint_cannot_name_files_outside_its_folder(tmp_path: Pa
         best_model_path=evil, best_model_score=worst,
     )  # fmt: skip
     torch.save(state, folder / "last.ckpt")
-    resumed, best = trainer(2)
+    resumed, best = trainer(epochs)  # 1: the fit is done; its test would read the best path
     resumed.fit(Improves(), data, data, ckpt_path=folder / "last.ckpt", weights_only=True)
     assert victim.read_text() == "the user's file"
-    assert Path(best.best_model_path).parent == folder and float(best.best_model_score) == 2.0
+    if epochs == 1:
+        assert best.best_model_path == "" and best.best_model_score is None
+    else:
+        assert Path(best.best_model_path).parent == folder and float(best.best_model_score) == 2.0
 
 
 # ------------------------------------------------------------------ models and checkpoints

@@ -522,3 +522,23 @@ def test_the_metric_names_the_checks_know_are_the_ones_logged() -> None:
     for task in (REGRESSION, CLASSIFICATION):
         logged = set(task_metrics(task, 3, prefix="val/").keys())
         assert logged == {f"val/{name}" for name in TASK_METRICS[task]}
+
+
+def test_time_based_validation_intervals_are_accepted(tmp_path: Path) -> None:
+    """Lightning takes a time for `val_check_interval` as for `max_time`."""
+    for value in ("00:00:30:00", "{minutes: 30}", "0.5", "20"):
+        overrides = [*TINY_DIGITS_RUN, f"trainer.val_check_interval={value}"]
+        check_config(compose_train(overrides, tmp_path))
+
+
+def test_a_login_in_the_tracking_uri_is_sent_as_a_header() -> None:
+    """urllib cannot open `http://user:pw@host`; the reachability probe sends the login as
+    MLflow's client does."""
+    import base64
+
+    from ftlab.tracking.run import _without_credentials
+
+    address, headers = _without_credentials("http://alice:p%40ss@127.0.0.1:5000/prefix")
+    assert address == "http://127.0.0.1:5000/prefix"
+    assert headers == {"Authorization": "Basic " + base64.b64encode(b"alice:p@ss").decode()}
+    assert _without_credentials("http://127.0.0.1:5000") == ("http://127.0.0.1:5000", {})

@@ -121,10 +121,16 @@ def _check_inputs(cfg: DictConfig, multirun: bool, stored: Any) -> None:
         if relaunches_script(cfg.trainer.strategy):
             raise FtlabError(RELAUNCH_MESSAGE)
     if stored is not None and stored.store_checks:
-        from ftlab.config.trust import check_resolved_secrets, guard_environment
+        from ftlab.config.trust import (
+            check_resolved_folders,
+            check_resolved_secrets,
+            guard_environment,
+        )
 
         guard_environment(stored.allowed_env)
-        check_resolved_secrets(OmegaConf.to_container(cfg, resolve=True), stored.allowed_env)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        check_resolved_secrets(resolved, stored.allowed_env)
+        check_resolved_folders(resolved)
 
 
 def _tracking_store(cfg: DictConfig) -> str | None:

@@ -276,7 +276,9 @@ class ConfinedCheckpointPaths(L.Callback):
     path outside the callback's own folder resets that callback's bookkeeping, as in a new fit.
     """
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning restored the callbacks' state, and also when the resumed fit has no
+        # epoch left to train (its test and model logging still read the best path).
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         for callback in trainer.checkpoint_callbacks:
@@ -298,7 +300,7 @@ def _tracks_only_its_folder(callback: Any) -> bool:
         callback.best_model_path,
         callback.last_model_path,
     ]
-    return all(Path(path).resolve().parent == folder for path in tracked if path)
+    return all(Path(path).resolve().is_relative_to(folder) for path in tracked if path)
 
 
 class LastCheckpoint(Checkpoint):

@@ -194,11 +194,14 @@ _TIME_PARTS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "
 
 
 def _check_val_check_interval(value: Any) -> None:
-    """A fraction of the epoch in (0, 1], or a number of batches >= 1."""
+    """A fraction of the epoch in (0, 1], a number of batches >= 1, or a time (as max_time)."""
     if value is None:
         return
+    if isinstance(value, str | dict):
+        _check_max_time(value, "val_check_interval")
+        return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"val_check_interval must be a number (got {value!r})")
+        raise ValueError(f"val_check_interval must be a number or a time (got {value!r})")
     if value <= 0 or (isinstance(value, float) and value > 1):
         raise ValueError(
             "val_check_interval must be a fraction of the epoch in (0, 1] or a batch count "
@@ -206,7 +209,7 @@ def _check_val_check_interval(value: Any) -> None:
         )
 
 
-def _check_max_time(value: Any) -> None:
+def _check_max_time(value: Any, key: str = "max_time") -> None:
     """`DD:HH:MM:SS`, or a mapping of timedelta parts ({hours: 2})."""
     if value is None:
         return
@@ -222,7 +225,7 @@ def _check_max_time(value: Any) -> None:
         )
     if not valid:
         raise ValueError(
-            f"max_time must be DD:HH:MM:SS or a mapping such as {{hours: 2}} (got {value!r})"
+            f"{key} must be DD:HH:MM:SS or a mapping such as {{hours: 2}} (got {value!r})"
         )
 
 

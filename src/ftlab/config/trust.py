@@ -320,6 +320,30 @@ def _leaves(tree: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from _leaves(value, here)
 
 
+def check_resolved_folders(resolved: dict[str, Any]) -> None:
+    """After resolution, a config from a store still writes only inside its run's folder: an
+    interpolation (`${paths.output_dir}/${x}` with x `../..`) or a checkpoint `filename` with a
+    path in it (`../../other/best`, `/tmp/evil`) would otherwise lead the write elsewhere."""
+    output_dir = Path(str(resolved["paths"]["output_dir"])).resolve()
+    for key, value in _leaves(resolved):
+        name = key.rsplit(".", 1)[-1]
+        outside = (
+            name == "dirpath"
+            and value is not None
+            and not Path(str(value)).resolve().is_relative_to(output_dir)
+        ) or (
+            name == "filename"
+            and key.startswith("callbacks.")
+            and isinstance(value, str)
+            and (Path(value).is_absolute() or ".." in Path(value).parts)
+        )
+        if outside:
+            raise FtlabError(
+                f"{key}: {value!r} leads out of the run's folder {output_dir}; a config from a "
+                "store may only write inside it (pass --trust if you trust its author)"
+            )
+
+
 def check_resolved_secrets(resolved: Any, allowed_env: Iterable[str] = ()) -> None:
     """After resolution, no value of a config from a store may carry a secret of this machine (a
     secret-looking environment variable's value), whatever route brought it there."""

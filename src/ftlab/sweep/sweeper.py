@@ -298,8 +298,13 @@ class OptunaSweeper(Sweeper):
                         if not asked:
                             break
                         trial, sampled = asked[0]
-                        overrides = self._job_overrides(study, trial, sampled, plan, parent)
-                        running[pool.submit(worker, trial.number, overrides)] = (trial, sampled)
+                        try:  # until it is in `running`, only this trial knows of it
+                            overrides = self._job_overrides(study, trial, sampled, plan, parent)
+                            future = pool.submit(worker, trial.number, overrides)
+                        except BaseException:
+                            self._interrupted(study, [trial], announce=False)
+                            raise
+                        running[future] = (trial, sampled)
                         beats.add(trial._trial_id)
                     if not running:
                         break

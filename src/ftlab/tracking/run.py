@@ -227,8 +227,9 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     import urllib.request
 
     shown = redact_text(tracking_uri)
-    probe = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
-    request = urllib.request.Request(probe, headers=_auth_headers())
+    address, headers = _without_credentials(tracking_uri)
+    probe = address.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    request = urllib.request.Request(probe, headers={**_auth_headers(), **headers})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s):
             return
@@ -250,6 +251,21 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
             f"MLflow tracking server {shown} is unreachable ({reason}); set logger.tracking_uri or "
             "MLFLOW_TRACKING_URI, or use logger=none"
         ) from None
+
+
+def _without_credentials(uri: str) -> tuple[str, dict[str, str]]:
+    """`http://user:pw@host` as urllib needs it: the address without the user part, and the
+    Basic login it carried (MLflow's client sends it the same way)."""
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None:
+        return uri, {}
+    host = parts.netloc.rsplit("@", 1)[1]
+    login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    pair = base64.b64encode(login.encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {pair}"}
 
 
 def _auth_headers() -> dict[str, str]:
