@@ -229,7 +229,7 @@ def check_interpolations(tree: Any, allowed_env: Iterable[str] = ()) -> None:
                 )
             if resolver in PURE_RESOLVERS:
                 continue
-            if resolver == "oc.env" and variable is not None and variable in allowed_env:
+            if resolver == "oc.env" and variable in allowed_env:
                 continue
             if resolver == "oc.env":
                 named = variable or "(named by an interpolation)"
@@ -251,32 +251,30 @@ def _resolver_calls(key: str, value: str) -> Iterator[tuple[str | None, str | No
     from omegaconf.grammar_parser import parse
 
     try:
-        pending = [parse(value)]
+        tree = parse(value)
     except GrammarParseError as err:
         raise FtlabError(f"{key}: '{value}' is not a valid interpolation ({err})") from None
-    while pending:
-        node = pending.pop()
+    for node in _parse_nodes(tree):
         if isinstance(node, Grammar.InterpolationResolverContext):
             name = node.resolverName()
             arguments = node.sequence()
             first = arguments.element()[0] if arguments is not None else None
+            literal = first is not None and not any(
+                isinstance(part, Grammar.InterpolationContext) for part in _parse_nodes(first)
+            )
             yield (
                 None if name.interpolation() else name.getText(),
-                None if first is None or _has_interpolation(first) else _unquoted(first.getText()),
+                _unquoted(first.getText()) if literal else None,
             )
-        pending.extend(node.getChildren() if hasattr(node, "getChildren") else ())
 
 
-def _has_interpolation(node: Any) -> bool:
-    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser as Grammar
-
+def _parse_nodes(node: Any) -> Iterator[Any]:
+    """`node` and everything below it in an OmegaConf parse tree."""
     pending = [node]
     while pending:
         node = pending.pop()
-        if isinstance(node, Grammar.InterpolationContext):
-            return True
+        yield node
         pending.extend(node.getChildren() if hasattr(node, "getChildren") else ())
-    return False
 
 
 def _unquoted(text: str) -> str:
