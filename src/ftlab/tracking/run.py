@@ -256,21 +256,18 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
 def _without_credentials(uri: str) -> tuple[str, dict[str, str]]:
     """`http://user:pw@host` as urllib needs it: the address without the user part, and the
     Basic login it carried (MLflow's client sends it the same way)."""
-    import base64
     import urllib.parse
 
     parts = urllib.parse.urlsplit(uri)
     if parts.username is None:
         return uri, {}
     host = parts.netloc.rsplit("@", 1)[1]
-    login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-    pair = base64.b64encode(login.encode()).decode()
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {pair}"}
+    user, password = (urllib.parse.unquote(p) for p in (parts.username, parts.password or ""))
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), _basic_login(user, password)
 
 
 def _auth_headers() -> dict[str, str]:
     """The credentials MLflow's client would send, from the same environment variables."""
-    import base64
     import os
 
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
@@ -281,9 +278,15 @@ def _auth_headers() -> dict[str, str]:
         os.environ.get("MLFLOW_TRACKING_PASSWORD"),
     )
     if user and password:
-        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {pair}"}
+        return _basic_login(user, password)
     return {}
+
+
+def _basic_login(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
 
 
 def _scratch_spool() -> Path:
