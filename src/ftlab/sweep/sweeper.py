@@ -207,7 +207,7 @@ class OptunaSweeper(Sweeper):
         """The next trials (at most `limit`), counted and asked under the study lock so workers
         sharing the study run exactly `n_trials` between them. Trials of dead workers are failed
         first (their heartbeat stopped) and come back as waiting retries, asked before new ones."""
-        batch: list[tuple[Any, dict]] = []
+        asked, batch = [], []  # asked: every trial ask() opened, also one a stop cut short
         try:
             with study_lock(plan.storage_url):
                 optuna.storages.fail_stale_trials(study)
@@ -219,18 +219,16 @@ class OptunaSweeper(Sweeper):
                         self.sampler_settings, len(trials) + index, plan.space
                     )
                     trial = study.ask()
-                    batch.append((trial, {}))
+                    asked.append(trial)
                     sampled = plan.space.sample(trial)
                     if self._extend_space is not None:
                         self._extend_space(self.config, trial)
                         sampled.update({k: v for k, v in trial.params.items() if k not in sampled})
-                    batch[-1] = (trial, sampled)
+                    batch.append((trial, sampled))
             if parent is not None:
                 parent.close_orphans(study)
         except BaseException as stop:  # an asked trial has no heartbeat yet: end it here
-            self._interrupted(
-                study, [t for t, _ in batch], announce=not isinstance(stop, Exception)
-            )
+            self._interrupted(study, asked, announce=not isinstance(stop, Exception))
             raise
         return batch
 
