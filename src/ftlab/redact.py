@@ -24,10 +24,9 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # mlflowPassword -> mlf
 # scheme://user:PASSWORD@host  (the user name stays: it says whose account it is); a raw "@" in
 # the password belongs to it when another "@" follows before the host, as URL parsers read it
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):((?:[^@\s/]|@(?=[^\s/]*@))+)@")
-# ?password=...&sslpassword=...&X-Amz-Signature=... in query strings (names ending so)
+# ?password=...&sslpassword=...&api_key=...&X-Amz-Signature=... in query strings (names ending so)
 _QUERY_SECRET = re.compile(
-    r"([?&;][\w.\-]*?(?:password|passwd|pwd|pass|token|secret|api_key|apikey|access_key|key"
-    r"|signature|sig)=)[^&\s;#]+",
+    r"([?&;][\w.\-]*?(?:password|passwd|pwd|pass|token|secret|key|signature|sig)=)[^&\s;#]+",
     re.IGNORECASE,
 )
 # key=value pairs inside a string: overrides, Hydra's override_dirname ("a=1,hub.token=x")
