@@ -191,14 +191,22 @@ def test_every_model_uri_loads_and_fine_tunes(
     mlflow.set_tracking_uri(mlflow_server)
     predictions = mlflow.pyfunc.load_model(uri).predict(["wonderful", "horrible"])
     assert predictions["prediction"].notna().all() and len(predictions) == 2
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    log_model = kind == "runs"  # once: the new model is saved after its source files are gone
     result = run_ftlab(
         "train", "model=from_mlflow", f"model.backbone.uri={uri}", "data.max_samples=120",
-        "trainer.max_epochs=1", "logger.log_model=false", "hydra.run.dir=out",
-        cwd=tmp_path, env=server_env(mlflow_server),
+        "trainer.max_epochs=1", f"logger.log_model={str(log_model).lower()}", "hydra.run.dir=out",
+        cwd=tmp_path, env={**server_env(mlflow_server), "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     newest = max(all_runs(mlflow_server), key=lambda r: r.info.start_time)
     assert newest.info.status == "FINISHED" and newest.data.tags["ftlab.backbone_source"] == uri
+    # The downloaded source model is removed once read: runs must not fill the temp folder.
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("ftlab-")]
+    if log_model:
+        tuned = mlflow.pyfunc.load_model(newest.data.tags["ftlab.model_uri"])
+        assert tuned.predict(["wonderful", "horrible"])["prediction"].notna().all()
 
 
 def test_mlflow_serves_the_runs_model(server_run, mlflow_server: str, tmp_path: Path) -> None:
@@ -238,15 +246,18 @@ def test_mlflow_serves_the_runs_model(server_run, mlflow_server: str, tmp_path: 
 
 def test_missing_model_uri_is_a_clear_error(mlflow_server: str, tmp_path: Path) -> None:
     before = len(all_runs(mlflow_server))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = run_ftlab(
         "train", "model=from_mlflow", "model.backbone.uri=runs:/0123456789abcdef/model", "hydra.run.dir=out",
-        cwd=tmp_path, env=server_env(mlflow_server),
+        cwd=tmp_path, env={**server_env(mlflow_server), "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert (
         result.returncode == 2
         and "model.backbone.uri: no MLflow model at runs:/0123456789abcdef/model" in result.stderr
     )
     assert len(all_runs(mlflow_server)) == before
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("ftlab-")]
 
 
 def test_unreachable_server_fails_fast_naming_the_uri(tmp_path: Path) -> None:

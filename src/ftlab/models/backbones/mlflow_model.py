@@ -18,19 +18,22 @@ def backbone_from_mlflow(uri: str, tracking_uri: str | None = None) -> Backbone:
 
     store = resolve_tracking_uri(tracking_uri)
     model_uri = f"models:/{uri}" if uri.startswith("m-") else uri
-    scratch = Path(tempfile.mkdtemp(prefix="ftlab-backbone-"))
-    local = _download(model_uri, store, scratch / "model", uri)
-    pointed = pointed_model_uri(local)  # runs:/ID/model: a pointer to the run's logged model
-    if pointed is not None:
-        local = _download(pointed, store, scratch / "pointed", uri)
-    found = sorted(local.rglob("model.json"))
-    if not found:
-        raise FtlabError(
-            f"model.backbone.uri: {uri} is not an ftlab model (no ftlab_model/model.json)"
+    # The backbone is read into memory (weights, tokenizer, config), so its downloaded files go
+    # with this call: each run would otherwise leave a copy of the model in the temp folder.
+    with tempfile.TemporaryDirectory(prefix="ftlab-backbone-") as folder:
+        scratch = Path(folder)
+        local = _download(model_uri, store, scratch / "model", uri)
+        pointed = pointed_model_uri(local)  # runs:/ID/model: a pointer to the run's logged model
+        if pointed is not None:
+            local = _download(pointed, store, scratch / "pointed", uri)
+        found = sorted(local.rglob("model.json"))
+        if not found:
+            raise FtlabError(
+                f"model.backbone.uri: {uri} is not an ftlab model (no ftlab_model/model.json)"
+            )
+        backbone, _ = load_backbone(
+            found[0].parent, f"model.backbone.uri: {uri}: its model.json backbone"
         )
-    backbone, _ = load_backbone(
-        found[0].parent, f"model.backbone.uri: {uri}: its model.json backbone"
-    )
     return backbone
 
 
