@@ -263,9 +263,8 @@ def _tracked_run(
     # A reproduction is compared with its original before the new run exists.
     differences = _announce_differences(cfg, tracking_uri, reproduce, data)
     with TrackedRun(
-        tracking_uri, str(cfg.experiment_name), name or "", tags, command_line(),
-        resume_run_id=resume.run_id if resume else None,
-        spool_dir=Path(cfg.paths.output_dir) / SPOOL_DIR,
+        tracking_uri, str(cfg.experiment_name), name or "", Path(cfg.paths.output_dir) / SPOOL_DIR,
+        tags, command_line(), resume_run_id=resume.run_id if resume else None,
         send_timeout_s=float(cfg.logger.get("send_timeout_s", 120)), calls=helper,
     ) as run:  # fmt: skip
         os.environ[DDP_RUN_ID_VARIABLE] = str(run.run_id)

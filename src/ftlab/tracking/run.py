@@ -40,10 +40,10 @@ class TrackedRun:
         tracking_uri: str,
         experiment_name: str,
         run_name: str,
+        spool_dir: str | Path,
         tags: dict[str, str] | None = None,
         description: str | None = None,
         resume_run_id: str | None = None,
-        spool_dir: str | Path | None = None,
         send_timeout_s: float = SEND_TIMEOUT_S,
         calls: Any = None,
     ) -> None:
@@ -57,7 +57,7 @@ class TrackedRun:
         self.run_id: str | None = resume_run_id
         self.resuming = resume_run_id is not None
         self.experiment_id: str | None = None
-        self.spool = MetricSpool(spool_dir) if spool_dir is not None else None
+        self.spool = MetricSpool(spool_dir)
         self.send_timeout_s = send_timeout_s
         self.reporting = False
         self.offline = False  # the server went away: the end is recorded in the spool
@@ -76,10 +76,9 @@ class TrackedRun:
             created = self.calls.create_run(self.experiment_name, self.run_name, self.tags)
             self.run_id, self.experiment_id = created["run_id"], created["experiment_id"]
         STOP.install()
-        if self.spool is not None:
-            self.spool.write_run(
-                {"run_id": self.run_id, "tracking_uri": redact_text(self.tracking_uri)}
-            )
+        self.spool.write_run(
+            {"run_id": self.run_id, "tracking_uri": redact_text(self.tracking_uri)}
+        )
         return self
 
     def start_reporting(self, system_metrics_interval: float | None, cuda: bool = False) -> None:
@@ -89,8 +88,6 @@ class TrackedRun:
             (s for k, s in self.last_metric_steps().items() if k.startswith("system/")),
             default=-1,
         ) if self.resuming else 0  # fmt: skip
-        if self.spool is None:
-            self.spool = MetricSpool(_scratch_spool())
         self.calls.start_reporting(
             self.run_id, str(self.spool.directory), system_metrics_interval, system_step,
             os.getpid(), cuda,
@@ -99,15 +96,14 @@ class TrackedRun:
 
     def wait_until_sent(self) -> None:
         """Block until the spool is on the server (or the send timeout passed)."""
-        if self.spool is not None:
-            self.spool.commit()
+        self.spool.commit()
         if self.reporting:
             self.calls.drain(self.send_timeout_s)
 
     def send_pending(self) -> None:
         """Send what an earlier process of this run left in the spool (before a resume reads the
         steps already stored)."""
-        if self.spool is not None and self.spool.pending():
+        if self.spool.pending():
             self.calls.send_pending(self.run_id, str(self.spool.directory), self.send_timeout_s)
 
     def __exit__(
@@ -121,8 +117,7 @@ class TrackedRun:
         if status == "FAILED":
             self._log_traceback(kind, error, tb)
         self._finish_sending()
-        if self.spool is not None:
-            self.spool.write_run({"status": status})
+        self.spool.write_run({"status": status})
         if not self.offline:  # offline: `ftlab sync` sets it
             self._set_terminated(status)
 
@@ -139,8 +134,7 @@ class TrackedRun:
     def _finish_sending(self) -> None:
         if not self.reporting:
             return
-        if self.spool is not None:
-            self.spool.commit()
+        self.spool.commit()
         self.reporting = False
         try:
             outcome = self.calls.stop_reporting(self.send_timeout_s)
@@ -154,8 +148,7 @@ class TrackedRun:
             )
 
     def _sync_hint(self) -> str:
-        folder = self.spool.directory.parent if self.spool is not None else "RUN_DIR"
-        return f"send them later with: ftlab sync {folder}"
+        return f"send them later with: ftlab sync {self.spool.directory.parent}"
 
     # ------------------------------------------------------------ writing
     def log_params(self, params: dict[str, Any]) -> None:
@@ -170,8 +163,8 @@ class TrackedRun:
         """Before the end's uploads: when the server does not answer, what is left to record
         (tags, artifacts, the model) goes to the spool for `ftlab sync` instead of waiting on a
         server that may never come back. True when offline."""
-        if self.spool is None or self.offline:
-            return self.offline
+        if self.offline:
+            return True
         try:
             check_reachable(self.tracking_uri, timeout_s=5)
         except FtlabError:
@@ -287,9 +280,3 @@ def _basic_login(user: str, password: str) -> dict[str, str]:
 
     pair = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {pair}"}
-
-
-def _scratch_spool() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="ftlab-spool-"))
