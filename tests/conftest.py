@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,26 @@ PARALLEL_TESTS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
 if PARALLEL_TESTS:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# The machine's temp folder, for what another user (PostgreSQL's) must enter; set before the
+# suite's own temp folder replaces it below.
+SYSTEM_TMP = tempfile.gettempdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_temp_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Everything the suite's processes put in the temp folder (MLflow downloads a loaded model
+    to a folder it never removes) lands under pytest's base folder, removed after a passing run
+    (`tmp_path_retention_policy`): repeated runs must not fill a shared disk."""
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    yield folder
+    tempfile.tempdir = None
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
 
 
 def cli_env() -> dict[str, str]:
@@ -349,8 +370,6 @@ def postgres(tmp_path_factory: pytest.TempPathFactory):
 
 def tempfile_dir(prefix: str) -> str:
     """A temp dir any user can enter (pytest's tmp_path is private to root)."""
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix=prefix)
+    folder = tempfile.mkdtemp(prefix=prefix, dir=SYSTEM_TMP)
     os.chmod(folder, 0o755)
     return folder

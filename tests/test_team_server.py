@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -79,6 +80,7 @@ def team_server(postgres):
         server.wait(timeout=60)
     finally:
         stop_process_group(server)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def as_user(url: str, user: str, password: str | None = None) -> dict[str, str]:
