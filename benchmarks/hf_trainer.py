@@ -92,59 +92,61 @@ def main() -> None:
 
     from ftlab import builders
 
-    scratch = Path(tempfile.mkdtemp())
-    cfg = compose(args.overrides, scratch)
-    torch.manual_seed(cfg.seed)
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_model(cfg, datamodule)
-    model = Regressor(module.backbone, module.head, module.loss)
-    on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda")
-    training = TrainingArguments(
-        output_dir=str(scratch / "hf"),
-        max_steps=args.steps,
-        per_device_train_batch_size=int(cfg.data.batch_size),
-        per_device_eval_batch_size=int(cfg.data.get("eval_batch_size") or cfg.data.batch_size),
-        learning_rate=float(cfg.optimizer.lr),
-        weight_decay=float(cfg.optimizer.weight_decay),
-        lr_scheduler_type="cosine",
-        warmup_steps=float(cfg.scheduler.warmup_fraction),  # below 1: a share of the steps
-        max_grad_norm=0.0,  # ftlab's trainer.gradient_clip_val is null
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_steps=int(cfg.trainer.log_every_n_steps),
-        seed=int(cfg.seed),
-        use_cpu=not on_gpu,
-        bf16=str(cfg.trainer.get("precision", "32")).startswith("bf16"),
-        label_names=["labels"],
-        disable_tqdm=True,
-        report_to="none",
-        train_sampling_strategy="group_by_length",  # its best setting for short texts
-        remove_unused_columns=False,
-    )
-    train_loader = datamodule.train_dataloader()  # ftlab's loader, for its collate function
-    tokenizer, max_length = module.backbone.tokenizer, module.backbone.max_length
-    trainer = Trainer(
-        model=model,
-        args=training,
-        # Both sets carry token ids: Trainer 5 groups evaluation batches by length too.
-        train_dataset=WithTokenIds(datamodule.dataset("train"), tokenizer, max_length),
-        eval_dataset=WithTokenIds(datamodule.dataset("val"), tokenizer, max_length),
-        data_collator=Batches(train_loader.collate_fn),
-    )
-    step_ends = StepEnds()
-    trainer.add_callback(step_ends)
-    started = time.perf_counter()
-    trainer.train()
-    fit_s = time.perf_counter() - started
-    evals = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
-    record = {
-        "fit_s": fit_s,
-        "val_loss": evals[-1],
-        "steps": trainer.state.global_step,
-        "step_ends": step_ends.ends,
-        "peak_memory_mb": peak_memory_mb(),
-    }
-    Path(args.out).write_text(json.dumps(record))
+    # Checkpoints go to a scratch folder removed with the run (a few hundred MB each run).
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        cfg = compose(args.overrides, scratch)
+        torch.manual_seed(cfg.seed)
+        datamodule = builders.build_datamodule(cfg)
+        module = builders.build_model(cfg, datamodule)
+        model = Regressor(module.backbone, module.head, module.loss)
+        on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda")
+        training = TrainingArguments(
+            output_dir=str(scratch / "hf"),
+            max_steps=args.steps,
+            per_device_train_batch_size=int(cfg.data.batch_size),
+            per_device_eval_batch_size=int(cfg.data.get("eval_batch_size") or cfg.data.batch_size),
+            learning_rate=float(cfg.optimizer.lr),
+            weight_decay=float(cfg.optimizer.weight_decay),
+            lr_scheduler_type="cosine",
+            warmup_steps=float(cfg.scheduler.warmup_fraction),  # below 1: a share of the steps
+            max_grad_norm=0.0,  # ftlab's trainer.gradient_clip_val is null
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            logging_steps=int(cfg.trainer.log_every_n_steps),
+            seed=int(cfg.seed),
+            use_cpu=not on_gpu,
+            bf16=str(cfg.trainer.get("precision", "32")).startswith("bf16"),
+            label_names=["labels"],
+            disable_tqdm=True,
+            report_to="none",
+            train_sampling_strategy="group_by_length",  # its best setting for short texts
+            remove_unused_columns=False,
+        )
+        train_loader = datamodule.train_dataloader()  # ftlab's loader, for its collate function
+        tokenizer, max_length = module.backbone.tokenizer, module.backbone.max_length
+        trainer = Trainer(
+            model=model,
+            args=training,
+            # Both sets carry token ids: Trainer 5 groups evaluation batches by length too.
+            train_dataset=WithTokenIds(datamodule.dataset("train"), tokenizer, max_length),
+            eval_dataset=WithTokenIds(datamodule.dataset("val"), tokenizer, max_length),
+            data_collator=Batches(train_loader.collate_fn),
+        )
+        step_ends = StepEnds()
+        trainer.add_callback(step_ends)
+        started = time.perf_counter()
+        trainer.train()
+        fit_s = time.perf_counter() - started
+        evals = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+        record = {
+            "fit_s": fit_s,
+            "val_loss": evals[-1],
+            "steps": trainer.state.global_step,
+            "step_ends": step_ends.ends,
+            "peak_memory_mb": peak_memory_mb(),
+        }
+        Path(args.out).write_text(json.dumps(record))
 
 
 if __name__ == "__main__":
