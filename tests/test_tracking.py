@@ -298,6 +298,39 @@ def test_failure_ends_failed_with_traceback(workdir: Path) -> None:
     assert "val_check_interval" in Path(traceback).read_text()
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MB filesystem (tmpfs), too small for a checkpoint of a CNN of width 96 (3.4 MB)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_fails_the_run_with_one_line(workdir: Path, small_disk: Path) -> None:
+    result = run_ftlab(
+        "train", *TINY_DIGITS_RUN, "model.backbone.width=96", f"hydra.run.dir={small_disk}/out",
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on the disk of {small_disk}/out: free some space there, or give "
+        "the run a folder on another disk (hydra.run.dir=...)"
+    )
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FAILED"
+    # The half-written checkpoint is removed: the disk is no fuller than the run found it.
+    assert not list((small_disk / "out" / "checkpoints").iterdir())
+
+
 def test_a_nan_test_loss_ends_failed_without_a_model(workdir: Path) -> None:
     """One step at an absurd lr ends the fit inside its first epoch, before any validation could
     show the divergence; the test pass shows it, and the run fails instead of logging a model."""

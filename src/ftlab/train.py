@@ -513,15 +513,40 @@ def _print_ui_hint(run: Any, facts: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------ the command
-def _user_error(err: BaseException | None) -> FtlabError | None:
-    """The FtlabError behind `err`, also when Hydra's instantiate wrapped it."""
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    """`err` and the errors behind it (raised from, or while handling)."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, FtlabError):
-            return err
+        yield err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
-    return None
+
+
+def _user_error(err: BaseException | None) -> FtlabError | None:
+    """The FtlabError behind `err`, also when Hydra's instantiate wrapped it."""
+    return next((cause for cause in _causes(err) if isinstance(cause, FtlabError)), None)
+
+
+def _disk_full(err: BaseException, cfg: DictConfig) -> FtlabError | None:
+    """A write that found its disk full (a checkpoint, the spool, a local store's artifacts):
+    torch reports it as a RuntimeError about stream positions, with the OSError behind it."""
+    import errno
+
+    full = next(
+        (
+            cause
+            for cause in _causes(err)
+            if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        ),
+        None,
+    )
+    if full is None:
+        return None
+    where = full.filename or cfg.paths.output_dir  # torch's writer does not name its file
+    return FtlabError(
+        f"no space left on the disk of {where}: free some space there, or give the run a folder "
+        "on another disk (hydra.run.dir=...)"
+    )
 
 
 def _nondeterministic_op(err: BaseException) -> FtlabError | None:
@@ -576,7 +601,7 @@ def main(cfg: DictConfig) -> Any:
         print("stopped by signal", file=sys.stderr)  # what to resume, if anything, is printed
         sys.exit(1)
     except Exception as err:
-        user_error = _user_error(err) or _nondeterministic_op(err)
+        user_error = _user_error(err) or _nondeterministic_op(err) or _disk_full(err, cfg)
         if user_error is None or multirun:
             raise
         from ftlab.redact import redact_text
