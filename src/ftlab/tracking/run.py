@@ -75,10 +75,14 @@ class TrackedRun:
         else:
             created = self.calls.create_run(self.experiment_name, self.run_name, self.tags)
             self.run_id, self.experiment_id = created["run_id"], created["experiment_id"]
-        STOP.install()
-        self.spool.write_run(
-            {"run_id": self.run_id, "tracking_uri": redact_text(self.tracking_uri)}
-        )
+        try:
+            STOP.install()
+            self.spool.write_run(
+                {"run_id": self.run_id, "tracking_uri": redact_text(self.tracking_uri)}
+            )
+        except BaseException:  # the run exists: it ends here (a full disk, a signal)
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
     def start_reporting(self, system_metrics_interval: float | None, cuda: bool = False) -> None:
@@ -114,12 +118,19 @@ class TrackedRun:
     ) -> None:
         status = final_status(kind, error, STOP.requested)
         STOP.uninstall()
-        if status == "FAILED":
-            self._log_traceback(kind, error, tb)
-        self._finish_sending()
-        self.spool.write_run({"status": status})
-        if not self.offline:  # offline: `ftlab sync` sets it
-            self._set_terminated(status)
+        # The status reaches the server whatever fails on the way: a full disk makes the spool's
+        # own writes fail too, and a run must not stay RUNNING.
+        try:
+            if status == "FAILED":
+                self._log_traceback(kind, error, tb)
+            self._finish_sending()
+            self.spool.write_run({"status": status})
+        except BaseException:
+            status = "FAILED" if status == "FINISHED" else status
+            raise
+        finally:
+            if not self.offline:  # offline: `ftlab sync` sets it
+                self._set_terminated(status)
 
     def _set_terminated(self, status: str) -> None:
         try:
