@@ -8,6 +8,7 @@ slow or away, records stay in the spool and go out, in order, once it answers ag
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from typing import Any
@@ -93,6 +94,17 @@ class RunReporter:
 
     # ------------------------------------------------------------ the thread
     def _loop(self) -> None:
+        try:
+            self._work()
+        except OSError as err:  # the spool's disk is full: the run's own next write fails it
+            self.last_error = str(err)
+            print(
+                f"warning: the metric spool cannot be written ({err}): system metrics and the "
+                "heartbeat stop; what the spool holds is sent when the run ends",
+                file=sys.stderr,
+            )
+
+    def _work(self) -> None:
         next_beat = next_sample = next_send = time.monotonic()
         backoff = 0.5
         while not self._stop.is_set():
