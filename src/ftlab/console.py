@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -59,7 +60,25 @@ def file_log() -> logging.Logger:
         for handler in files:
             if handler not in log.handlers:
                 log.addHandler(handler)
+                _say_once_when_unwritable(handler)
     return log
+
+
+def _say_once_when_unwritable(handler: logging.FileHandler) -> None:
+    """On a full disk every log line fails to reach train.log, and Python prints a traceback for
+    each: one line says it instead (other logging errors are reported as Python does)."""
+    report = handler.handleError
+    said: list[bool] = []
+
+    def handle_error(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            report(record)
+        elif not said:
+            said.append(True)
+            print(f"warning: cannot write {handler.baseFilename} ({error})", file=sys.stderr)
+
+    handler.handleError = handle_error
 
 
 def print_header(

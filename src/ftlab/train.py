@@ -542,7 +542,8 @@ def _disk_full(err: BaseException, cfg: DictConfig) -> FtlabError | None:
     )
     if full is None:
         return None
-    where = full.filename or cfg.paths.output_dir  # torch's writer does not name its file
+    # The folder: the file is often a temporary one (torch's writer does not name it at all).
+    where = Path(full.filename).parent if full.filename else cfg.paths.output_dir
     return FtlabError(
         f"no space left on the disk of {where}: free some space there, or give the run a folder "
         "on another disk (hydra.run.dir=...)"
