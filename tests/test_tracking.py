@@ -298,37 +298,49 @@ def test_failure_ends_failed_with_traceback(workdir: Path) -> None:
     assert "val_check_interval" in Path(traceback).read_text()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MB filesystem (tmpfs), too small for a checkpoint of a CNN of width 96 (3.4 MB)."""
+def mount_small_disk(folder: Path, options: str) -> None:
+    """A tmpfs at `folder` with mount `options` (size=, nr_inodes=): a disk that fills up."""
     import os
 
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root (CI runs as root)")
-    folder = tmp_path / "small"
     folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+
+
+# Where a run's writes meet a full disk. Hydra writes the folder, .hydra/ and its three files and
+# train.log before the run starts: with 8 inodes (the mount's root is one) the spool's folder is
+# the first write after the run is created; with 9 its run record fits, and the reporter thread's
+# metrics file is next. 1 MB holds a run's small files but not a CNN of width 96's checkpoint.
+FULL_DISKS = {
+    "checkpoint": ("size=1m", ["model.backbone.width=96"], "out"),
+    "run start": ("size=1m,nr_inodes=8", [], "out/mlflow_spool"),
+    "metric spool": ("size=1m,nr_inodes=9", [], "out/mlflow_spool"),
+}
+
+
+@pytest.mark.parametrize("where", list(FULL_DISKS))
+def test_a_full_disk_fails_the_run_with_one_line(where: str, workdir: Path) -> None:
+    options, overrides, folder = FULL_DISKS[where]
+    small = workdir / "small"
+    mount_small_disk(small, options)
     try:
-        yield folder
+        result = run_ftlab(
+            "train", *TINY_DIGITS_RUN, *overrides, f"hydra.run.dir={small}/out", cwd=workdir
+        )
+        checkpoints = sorted(p.name for p in (small / "out").rglob("*.ckpt*"))
     finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def test_a_full_disk_fails_the_run_with_one_line(workdir: Path, small_disk: Path) -> None:
-    result = run_ftlab(
-        "train", *TINY_DIGITS_RUN, "model.backbone.width=96", f"hydra.run.dir={small_disk}/out",
-        cwd=workdir,
-    )  # fmt: skip
+        subprocess.run(["umount", "-l", str(small)], check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: no space left on the disk of {small_disk}/out: free some space there, or give "
+        f"error: no space left on the disk of {small}/{folder}: free some space there, or give "
         "the run a folder on another disk (hydra.run.dir=...)"
     )
     (run,) = all_runs(local_store(workdir))
-    assert run.info.status == "FAILED"
-    # The half-written checkpoint is removed: the disk is no fuller than the run found it.
-    assert not list((small_disk / "out" / "checkpoints").iterdir())
+    assert run.info.status == "FAILED"  # not left RUNNING when the run's own records fail
+    # No half-written checkpoint is left taking up the space.
+    assert not [name for name in checkpoints if name.endswith(".partial")]
 
 
 def test_a_nan_test_loss_ends_failed_without_a_model(workdir: Path) -> None:

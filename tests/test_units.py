@@ -542,3 +542,28 @@ def test_a_login_in_the_tracking_uri_is_sent_as_a_header() -> None:
     assert address == "http://127.0.0.1:5000/prefix"
     assert headers == {"Authorization": "Basic " + base64.b64encode(b"alice:p@ss").decode()}
     assert _without_credentials("http://127.0.0.1:5000") == ("http://127.0.0.1:5000", {})
+
+
+def test_a_full_disk_under_train_log_is_said_once_not_per_line(capsys) -> None:
+    import contextlib
+    import logging
+
+    from ftlab.console import file_log
+
+    full = logging.FileHandler("/dev/full")  # every write fails: No space left on device
+    root = logging.getLogger()
+    root.addHandler(full)
+    log = file_log()
+    try:
+        for epoch in range(3):
+            log.info("epoch %d", epoch)
+    finally:
+        root.removeHandler(full)
+        log.removeHandler(full)
+        log.propagate = True
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+            full.close()
+    printed = capsys.readouterr().err
+    assert printed.splitlines() == [
+        "warning: cannot write /dev/full ([Errno 28] No space left on device)"
+    ], printed
