@@ -10,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import FTLAB, all_runs, cli_env, local_store, run_ftlab
+from conftest import FTLAB, all_runs, cli_env, local_store, run_ftlab, small_disk
 
 TINY = [
     "experiment=digits_scratch",
@@ -301,6 +301,24 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero(workdir: Path) -> None:
     assert result.returncode != 0
     assert "every trial of study 'sweep-quadratic' failed" in result.stderr
     assert "this trial was told to fail" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_sweep_on_a_full_disk_names_it(workdir: Path) -> None:
+    with small_disk(workdir / "small", "size=1m") as small:  # no room for a width-96 checkpoint
+        result = run_ftlab(
+            "train", *SWEEP, "model.backbone.width=96", "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir={small}/multi", cwd=workdir,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: every trial of study 'lr_optimizer-digits_scratch' failed; last error: "
+            f"FtlabError: no space left on the disk of {small}/multi/"
+        )
+    )
+    assert {r.info.status for r in all_runs(local_store(workdir))} == {"FAILED"}
 
 
 def test_a_study_remembers_its_space(workdir: Path) -> None:

@@ -14,7 +14,16 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import FTLAB, TINY_DIGITS_RUN, TINY_TEXT, all_runs, cli_env, local_store, run_ftlab
+from conftest import (
+    FTLAB,
+    TINY_DIGITS_RUN,
+    TINY_TEXT,
+    all_runs,
+    cli_env,
+    local_store,
+    run_ftlab,
+    small_disk,
+)
 
 LONG_NOTE = "a long note that must survive in full; " * 10  # ~390 characters, over Lightning's 250
 SECRET_ENV = {"FTLAB_TEST_API_KEY": "sk-test-0123456789abcdef"}
@@ -298,16 +307,6 @@ def test_failure_ends_failed_with_traceback(workdir: Path) -> None:
     assert "val_check_interval" in Path(traceback).read_text()
 
 
-def mount_small_disk(folder: Path, options: str) -> None:
-    """A tmpfs at `folder` with mount `options` (size=, nr_inodes=): a disk that fills up."""
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
-
-
 # Where a run's writes meet a full disk. Hydra writes the folder, .hydra/ and its three files and
 # train.log before the run starts: with 8 inodes (the mount's root is one) the spool's folder is
 # the first write after the run is created; with 9 its run record fits, and the reporter thread's
@@ -322,20 +321,16 @@ FULL_DISKS = {
 @pytest.mark.parametrize("where", list(FULL_DISKS))
 def test_a_full_disk_fails_the_run_with_one_line(where: str, workdir: Path) -> None:
     options, overrides, folder = FULL_DISKS[where]
-    small = workdir / "small"
-    mount_small_disk(small, options)
-    try:
+    with small_disk(workdir / "small", options) as small:
         result = run_ftlab(
             "train", *TINY_DIGITS_RUN, *overrides, f"hydra.run.dir={small}/out", cwd=workdir
         )
         checkpoints = sorted(p.name for p in (small / "out").rglob("*.ckpt*"))
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: no space left on the disk of {small}/{folder}: free some space there, or give "
-        "the run a folder on another disk (hydra.run.dir=...)"
+        "the run a folder on another disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
     )
     (run,) = all_runs(local_store(workdir))
     assert run.info.status == "FAILED"  # not left RUNNING when the run's own records fail

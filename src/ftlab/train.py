@@ -546,7 +546,7 @@ def _disk_full(err: BaseException, cfg: DictConfig) -> FtlabError | None:
     where = Path(full.filename).parent if full.filename else cfg.paths.output_dir
     return FtlabError(
         f"no space left on the disk of {where}: free some space there, or give the run a folder "
-        "on another disk (hydra.run.dir=...)"
+        "on another disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
     )
 
 
@@ -603,8 +603,10 @@ def main(cfg: DictConfig) -> Any:
         sys.exit(1)
     except Exception as err:
         user_error = _user_error(err) or _nondeterministic_op(err) or _disk_full(err, cfg)
-        if user_error is None or multirun:
+        if user_error is None or (multirun and user_error is err):
             raise
+        if multirun:  # the sweeper records a trial's error: the explained one, not its wrapper
+            raise user_error from err
         from ftlab.redact import redact_text
 
         _discard_unused_output_dir(cfg)
