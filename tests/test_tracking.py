@@ -338,6 +338,26 @@ def test_a_full_disk_fails_the_run_with_one_line(where: str, workdir: Path) -> N
     assert not [name for name in checkpoints if name.endswith(".partial")]
 
 
+def test_a_run_the_disk_stopped_resumes_once_there_is_room(workdir: Path) -> None:
+    # 6 MB holds epoch 1's checkpoints (3.1 + 1.0 MB) but not epoch 2's next to them.
+    with small_disk(workdir / "small", "size=6m") as small:
+        stopped = run_ftlab(
+            "train", *TINY_DIGITS_RUN, "model.backbone.width=96", f"hydra.run.dir={small}/out",
+            cwd=workdir,
+        )  # fmt: skip
+        (run,) = all_runs(local_store(workdir))
+        assert stopped.returncode == 2 and run.info.status == "FAILED", stopped.stderr[-3000:]
+        assert stopped.stderr.strip().splitlines()[-1] == (
+            f"error: no space left on the disk of {small}/out: free some space there, then "
+            f"continue the run from its last checkpoint: ftlab resume {run.info.run_id}"
+        )
+        subprocess.run(["mount", "-o", "remount,size=40m", str(small)], check=True)
+        resumed = run_ftlab("resume", run.info.run_id, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = all_runs(local_store(workdir))
+    assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics  # fit and test ran
+
+
 def test_a_nan_test_loss_ends_failed_without_a_model(workdir: Path) -> None:
     """One step at an absurd lr ends the fit inside its first epoch, before any validation could
     show the divergence; the test pass shows it, and the run fails instead of logging a model."""

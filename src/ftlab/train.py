@@ -27,6 +27,7 @@ from ftlab.config.setup import prepare_hydra
 from ftlab.errors import FtlabError
 from ftlab.names import (
     CHECKPOINTS_DIR,
+    LAST_CHECKPOINT,
     OBJECTIVE_ERROR,
     PRUNED_AT,
     TAG_GLOBAL_BATCH,
@@ -527,9 +528,10 @@ def _user_error(err: BaseException | None) -> FtlabError | None:
     return next((cause for cause in _causes(err) if isinstance(cause, FtlabError)), None)
 
 
-def _disk_full(err: BaseException, cfg: DictConfig) -> FtlabError | None:
+def _disk_full(err: BaseException, cfg: DictConfig, multirun: bool) -> FtlabError | None:
     """A write that found its disk full (a checkpoint, the spool, a local store's artifacts):
-    torch reports it as a RuntimeError about stream positions, with the OSError behind it."""
+    torch reports it as a RuntimeError about stream positions, with the OSError behind it. A run
+    that saved a whole last checkpoint before continues from it once there is room."""
     import errno
 
     full = next(
@@ -544,6 +546,13 @@ def _disk_full(err: BaseException, cfg: DictConfig) -> FtlabError | None:
         return None
     # The folder: the file is often a temporary one (torch's writer does not name it at all).
     where = Path(full.filename).parent if full.filename else cfg.paths.output_dir
+    run_id = os.environ.get(DDP_RUN_ID_VARIABLE)  # set once the tracked run exists
+    last = Path(str(cfg.paths.output_dir)) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    if run_id and not multirun and last.is_file():
+        return FtlabError(
+            f"no space left on the disk of {where}: free some space there, then continue the run "
+            f"from its last checkpoint: ftlab resume {run_id}"
+        )
     return FtlabError(
         f"no space left on the disk of {where}: free some space there, or give the run a folder "
         "on another disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
@@ -602,7 +611,7 @@ def main(cfg: DictConfig) -> Any:
         print("stopped by signal", file=sys.stderr)  # what to resume, if anything, is printed
         sys.exit(1)
     except Exception as err:
-        user_error = _user_error(err) or _nondeterministic_op(err) or _disk_full(err, cfg)
+        user_error = _user_error(err) or _nondeterministic_op(err) or _disk_full(err, cfg, multirun)
         if user_error is None or (multirun and user_error is err):
             raise
         if multirun:  # the sweeper records a trial's error: the explained one, not its wrapper
