@@ -120,16 +120,22 @@ class TrackedRun:
         STOP.uninstall()
         # The status reaches the server whatever fails on the way: a full disk makes the spool's
         # own writes fail too, and a run must not stay RUNNING.
+        recorded = False
         try:
             if status == "FAILED":
                 self._log_traceback(kind, error, tb)
             self._finish_sending()
             self.spool.write_run({"status": status})
-        except BaseException:
-            status = "FAILED" if status == "FINISHED" else status
+            recorded = True
+        except BaseException as ending:  # a Ctrl-C here is KILLED, a full disk FAILED
+            status = (
+                final_status(type(ending), ending, STOP.requested)
+                if status == "FINISHED"
+                else status
+            )
             raise
         finally:
-            if not self.offline:  # offline: `ftlab sync` sets it
+            if not self.offline or not recorded:  # offline: `ftlab sync` sets what the spool holds
                 self._set_terminated(status)
 
     def _set_terminated(self, status: str) -> None:
@@ -145,18 +151,23 @@ class TrackedRun:
     def _finish_sending(self) -> None:
         if not self.reporting:
             return
-        self.spool.commit()
-        self.reporting = False
         try:
-            outcome = self.calls.stop_reporting(self.send_timeout_s)
-        except Exception as err:  # noqa: BLE001 - the helper is gone: the spool keeps it all
-            outcome = {"sent": False, "last_error": redact_text(str(err))}
+            self.spool.commit()
+        finally:  # the reporter stops even when the spool's disk is full
+            self.reporting = False
+            outcome = self._stop_reporting()
         if not outcome["sent"]:
             print(
                 f"warning: the tracking server did not take all metrics of run {self.run_id} "
                 f"({outcome['last_error']}); they are kept on disk: {self._sync_hint()}",
                 file=sys.stderr,
             )
+
+    def _stop_reporting(self) -> dict[str, Any]:
+        try:
+            return self.calls.stop_reporting(self.send_timeout_s)
+        except Exception as err:  # noqa: BLE001 - the helper is gone: the spool keeps it all
+            return {"sent": False, "last_error": redact_text(str(err))}
 
     def _sync_hint(self) -> str:
         return f"send them later with: ftlab sync {self.spool.directory.parent}"
