@@ -72,7 +72,7 @@ class RunReporter:
         deadline = time.monotonic() + timeout_s
         self._hurry.set()
         try:
-            while self.spool.pending() and time.monotonic() < deadline:
+            while self.spool.pending() and self._thread.is_alive() and time.monotonic() < deadline:
                 time.sleep(_DRAIN_POLL_S)
         finally:
             self._hurry.clear()
@@ -99,8 +99,8 @@ class RunReporter:
         except OSError as err:  # the spool's disk is full: the run's own next write fails it
             self.last_error = str(err)
             print(
-                f"warning: the metric spool cannot be written ({err}): system metrics and the "
-                "heartbeat stop; what the spool holds is sent when the run ends",
+                f"warning: the metric spool cannot be written ({err}): metrics wait in it until "
+                "the run ends",
                 file=sys.stderr,
             )
 
@@ -160,7 +160,12 @@ class RunReporter:
 
     def _sample_system(self) -> None:
         timestamp = int(time.time() * 1000)
-        values = self._sampler.sample()
-        self.spool.append((k, v, timestamp, self.system_step) for k, v in values.items())
-        self.spool.commit()
+        try:
+            values = self._sampler.sample()
+            self.spool.append((k, v, timestamp, self.system_step) for k, v in values.items())
+            self.spool.commit()
+        except OSError as err:  # a full disk under the spool, a system file unreadable
+            self._sampler = None  # sending and the heartbeat go on
+            print(f"warning: system metrics stop: {err}", file=sys.stderr)
+            return
         self.system_step += 1
