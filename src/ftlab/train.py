@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -528,7 +529,9 @@ def _user_error(err: BaseException | None) -> FtlabError | None:
     return next((cause for cause in _causes(err) if isinstance(cause, FtlabError)), None)
 
 
-def _disk_full(err: BaseException, cfg: DictConfig, multirun: bool) -> FtlabError | None:
+def _disk_full(
+    err: BaseException, cfg: DictConfig, multirun: bool, started_at: float
+) -> FtlabError | None:
     """A write that found its disk full (a checkpoint, the spool, a local store's artifacts):
     torch reports it as a RuntimeError about stream positions, with the OSError behind it. A run
     that saved a whole last checkpoint before continues from it once there is room."""
@@ -546,16 +549,18 @@ def _disk_full(err: BaseException, cfg: DictConfig, multirun: bool) -> FtlabErro
         return None
     # The folder: the file is often a temporary one (torch's writer does not name it at all).
     where = Path(full.filename).parent if full.filename else cfg.paths.output_dir
+    what = "no space left on" if full.errno == errno.ENOSPC else "the quota is used up on"
     run_id = os.environ.get(DDP_RUN_ID_VARIABLE)  # set once the tracked run exists
     last = Path(str(cfg.paths.output_dir)) / CHECKPOINTS_DIR / LAST_CHECKPOINT
-    if run_id and not multirun and last.is_file():
+    # Only a checkpoint this process wrote: a reused folder may hold another run's.
+    if run_id and not multirun and last.is_file() and last.stat().st_mtime >= started_at:
         return FtlabError(
-            f"no space left on the disk of {where}: free some space there, then continue the run "
-            f"from its last checkpoint: ftlab resume {run_id}"
+            f"{what} the disk of {where}: free some space there, then continue the run from its "
+            f"last checkpoint: ftlab resume {run_id}"
         )
     return FtlabError(
-        f"no space left on the disk of {where}: free some space there, or give the run a folder "
-        "on another disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
+        f"{what} the disk of {where}: free some space there, or give the run a folder on another "
+        "disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
     )
 
 
@@ -602,6 +607,7 @@ def main(cfg: DictConfig) -> Any:
     # Here, not in train(): this is the process's own entry, wherever Hydra calls it from (this
     # command, a sweep's worker, a launcher's), and a library caller keeps its malloc as it is.
     multirun = _is_multirun()
+    started_at = time.time()
     try:
         keep_freed_memory()  # before the model's tensors: a step reuses what the last one freed
         result = train(cfg, multirun=multirun)
@@ -611,7 +617,11 @@ def main(cfg: DictConfig) -> Any:
         print("stopped by signal", file=sys.stderr)  # what to resume, if anything, is printed
         sys.exit(1)
     except Exception as err:
-        user_error = _user_error(err) or _nondeterministic_op(err) or _disk_full(err, cfg, multirun)
+        user_error = (
+            _user_error(err)
+            or _nondeterministic_op(err)
+            or _disk_full(err, cfg, multirun, started_at)
+        )
         if user_error is None or (multirun and user_error is err):
             raise
         if multirun:  # the sweeper records a trial's error: the explained one, not its wrapper

@@ -4,6 +4,7 @@ table of backbone classes is built (`ftlab.models.registry`)."""
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) 
             )
         )
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full temp folder, not a missing model: ftlab train names the disk
         raise FtlabError(
             f"model.backbone.uri: no MLflow model at {shown} ({str(err).splitlines()[0][:160]})"
         ) from None
