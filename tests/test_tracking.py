@@ -3,6 +3,7 @@ SQLite store, after running `ftlab train` as a user types it."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -336,6 +337,23 @@ def test_a_full_disk_fails_the_run_with_one_line(where: str, workdir: Path) -> N
     assert run.info.status == "FAILED"  # not left RUNNING when the run's own records fail
     # No half-written checkpoint is left taking up the space.
     assert not [name for name in checkpoints if name.endswith(".partial")]
+
+
+def test_a_spool_on_a_full_disk_still_ends_the_run_and_its_reporter(tmp_path: Path) -> None:
+    from ftlab.tracking.run import TrackedRun
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with small_disk(tmp_path / "small", "size=64k") as small:
+        run = TrackedRun(store, "disk", "full", small / "mlflow_spool")
+        with pytest.raises(OSError, match="No space left"), run:
+            run.start_reporting(None)
+            (small / "mlflow_spool" / "metrics.jsonl").touch()
+            with contextlib.suppress(OSError), open(small / "filler", "wb", buffering=0) as filler:
+                while True:  # the disk fills up while the run trains
+                    filler.write(b"\0" * 4096)
+            run.spool.append([("train/loss", 1.0, 0, 0)])
+    assert run.calls._reporter is None, "the reporter thread was left running"
+    assert MlflowClient(store).get_run(run.run_id).info.status == "FAILED"
 
 
 def test_a_run_the_disk_stopped_resumes_once_there_is_room(workdir: Path) -> None:
