@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0 if not argv else 2
-    from ftlab.errors import FtlabError
+    from ftlab.errors import FtlabError, disk_full, no_room
     from ftlab.redact import redact_text
 
     try:
@@ -152,7 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     except FtlabError as err:
         print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
-    except Exception:  # a library's own error: its traceback, without passwords or secrets
+    except Exception as err:  # a library's own error: its traceback, without passwords or secrets
+        full = disk_full(err)
+        if full is not None:  # e.g. a checkpoint downloaded for a resume into a full temp folder
+            where = os.path.dirname(full.filename) if full.filename else "a folder it writes to"
+            print(
+                f"error: {no_room(full)} the disk of {where}: free some space there",
+                file=sys.stderr,
+            )
+            return 2
         import traceback
 
         print(redact_text(traceback.format_exc()), file=sys.stderr, end="")

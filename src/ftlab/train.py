@@ -25,7 +25,7 @@ from ftlab.collector import collector_paused, collector_skips_what_exists, impor
 from ftlab.config.checks import check_config
 from ftlab.config.locate import config_dir
 from ftlab.config.setup import prepare_hydra
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, causes, disk_full, no_room
 from ftlab.names import (
     CHECKPOINTS_DIR,
     LAST_CHECKPOINT,
@@ -515,43 +515,27 @@ def _print_ui_hint(run: Any, facts: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------ the command
-def _causes(err: BaseException | None) -> Iterator[BaseException]:
-    """`err` and the errors behind it (raised from, or while handling)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        yield err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-
-
 def _user_error(err: BaseException | None) -> FtlabError | None:
     """The FtlabError behind `err`, also when Hydra's instantiate wrapped it."""
-    return next((cause for cause in _causes(err) if isinstance(cause, FtlabError)), None)
+    return next((cause for cause in causes(err) if isinstance(cause, FtlabError)), None)
 
 
 def _disk_full(
     err: BaseException, cfg: DictConfig, multirun: bool, started_at: float
 ) -> FtlabError | None:
-    """A write that found its disk full (a checkpoint, the spool, a local store's artifacts):
-    torch reports it as a RuntimeError about stream positions, with the OSError behind it. A run
-    that saved a whole last checkpoint before continues from it once there is room."""
-    import errno
-
-    full = next(
-        (
-            cause
-            for cause in _causes(err)
-            if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
-        ),
-        None,
-    )
+    """A write that found its disk full (a checkpoint, the spool, a local store's artifacts). A
+    run that saved a whole last checkpoint before continues from it once there is room."""
+    full = disk_full(err)
     if full is None:
         return None
     # The folder: the file is often a temporary one (torch's writer does not name it at all).
-    where = Path(full.filename).parent if full.filename else cfg.paths.output_dir
-    what = "no space left on" if full.errno == errno.ENOSPC else "the quota is used up on"
+    output_dir = Path(str(cfg.paths.output_dir))
+    where = Path(full.filename).parent if full.filename else output_dir
+    what = no_room(full)
+    if not where.is_relative_to(output_dir):  # the temp folder, say: another run folder won't help
+        return FtlabError(f"{what} the disk of {where}: free some space there")
     run_id = os.environ.get(DDP_RUN_ID_VARIABLE)  # set once the tracked run exists
-    last = Path(str(cfg.paths.output_dir)) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    last = output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
     # Only a checkpoint this process wrote: a reused folder may hold another run's.
     if run_id and not multirun and last.is_file() and last.stat().st_mtime >= started_at:
         return FtlabError(
