@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, disk_full, raise_if_full
 from ftlab.names import (
     CHECKPOINTS_DIR,
     HYDRA_CONFIG_ARTIFACT,
@@ -82,7 +82,10 @@ def artifact_text(client: Any, run_id: str, path: str) -> str | None:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             local = client.download_artifacts(run_id, path, scratch)
-        except Exception:  # noqa: BLE001 - a missing artifact raises different errors per store
+        except Exception as err:  # noqa: BLE001 - a missing artifact raises different errors per store
+            if disk_full(err) is not None:
+                raise  # a full temp folder is not a missing artifact: the CLI names the disk
+            raise_if_full(scratch)
             return None
         return Path(local).read_text()
 

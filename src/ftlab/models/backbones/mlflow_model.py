@@ -4,11 +4,10 @@ table of backbone classes is built (`ftlab.models.registry`)."""
 
 from __future__ import annotations
 
-import errno
 import tempfile
 from pathlib import Path
 
-from ftlab.errors import FtlabError
+from ftlab.errors import FtlabError, disk_full, raise_if_full
 from ftlab.models.backbones.base import Backbone
 from ftlab.models.model_folder import load_backbone
 from ftlab.names import POINTER_URI_KEY
@@ -41,8 +40,9 @@ def backbone_from_mlflow(uri: str, tracking_uri: str | None = None) -> Backbone:
 def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) -> Path:
     import mlflow
 
-    destination.mkdir(parents=True)
+    scratch = destination.parent  # in the temp folder: what a full disk names
     try:
+        destination.mkdir(parents=True)
         return Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=_artifact_location(model_uri, tracking_uri),
@@ -51,8 +51,10 @@ def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) 
             )
         )
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise  # a full temp folder, not a missing model: ftlab train names the disk
+        full = disk_full(err)
+        if full is not None:  # a full temp folder, not a missing model: ftlab train names it
+            raise OSError(full.errno, full.strerror, str(scratch)) from err
+        raise_if_full(scratch)
         raise FtlabError(
             f"model.backbone.uri: no MLflow model at {shown} ({str(err).splitlines()[0][:160]})"
         ) from None
