@@ -27,6 +27,7 @@ from conftest import (
     local_store,
     refused,
     run_ftlab,
+    small_disk,
     store_run,
     tiny_config,
 )
@@ -200,6 +201,20 @@ def test_bad_input_is_one_line_and_creates_nothing(workdir: Path, case: str) -> 
         run_id = store_run(workdir, config, **{"ftlab.version": "9.0.0"})
         message = refused(workdir, "reproduce", run_id)
         assert "trainer.new_knob" in message and "9.0.0" in message
+
+
+def test_reproduce_with_a_full_temp_folder_names_the_disk(finished_run, tmp_path: Path) -> None:
+    workdir, run_id = finished_run
+    with small_disk(tmp_path / "small", "size=1m,nr_inodes=2") as small:  # one folder, no file
+        result = run_ftlab(
+            "reproduce", run_id, cwd=workdir, env={**cli_env(), "TMPDIR": str(small)}
+        )
+    assert result.returncode == 2, result.stderr[-3000:]
+    # Not "run ... has no logged config": the artifact is there, the disk to fetch it to is full.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on the disk of {small}: free some space there"
+    ), result.stderr[-3000:]
+    assert len(all_runs(local_store(workdir))) == 1  # no new run
 
 
 def test_a_sweep_trial_reproduces(workdir: Path) -> None:

@@ -219,6 +219,24 @@ def test_every_model_uri_loads_and_fine_tunes(
         assert tuned.predict(["wonderful", "horrible"])["prediction"].notna().all()
 
 
+# 2 inodes: the download's folder cannot be made; 3: it can, and MLflow's own download fails.
+@pytest.mark.parametrize("inodes", [2, 3])
+def test_a_full_temp_folder_is_named_not_taken_for_a_missing_model(
+    inodes: int, server_run, mlflow_server: str, tmp_path: Path
+) -> None:
+    _, run, _ = server_run
+    uri = _model_uris(run)["runs"]
+    with small_disk(tmp_path / "small", f"size=1m,nr_inodes={inodes}") as small:
+        result = run_ftlab(
+            "train", "model=from_mlflow", f"model.backbone.uri={uri}", "hydra.run.dir=out",
+            cwd=tmp_path, env={**server_env(mlflow_server), "TMPDIR": str(small)},
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on the disk of {small}: free some space there"
+    ), result.stderr[-3000:]
+
+
 def test_mlflow_serves_the_runs_model(server_run, mlflow_server: str, tmp_path: Path) -> None:
     import json
     import sys
