@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         full = disk_full(err)
         if full is not None:  # e.g. a checkpoint downloaded for a resume into a full temp folder
             where = os.path.dirname(full.filename) if full.filename else "a folder it writes to"
-            print(
-                f"error: {no_room(full)} the disk of {where}: free some space there",
-                file=sys.stderr,
-            )
+            print(f"error: {no_room(full, where)}", file=sys.stderr)
             return 2
         import traceback
 

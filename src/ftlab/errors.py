@@ -45,22 +45,32 @@ def disk_full(err: BaseException) -> OSError | None:
     )
 
 
-def no_room(full: OSError) -> str:
-    """What a disk-full error's first words say: a full disk and a used-up quota differ."""
-    return "no space left on" if full.errno == errno.ENOSPC else "the quota is used up on"
+def no_room(full: OSError, where: object) -> str:
+    """The line a disk-full error gets, naming the folder `where` (a full disk and a used-up
+    quota differ); callers add what else would help."""
+    what = "no space left on" if full.errno == errno.ENOSPC else "the quota is used up on"
+    return f"{what} the disk of {where}: free some space there"
 
 
-def raise_if_full(folder: str | os.PathLike[str]) -> None:
-    """After a failed download into `folder`: raise the disk-full OSError (naming `folder`) when
-    it takes no file at all. MLflow reports such a download as a missing artifact, dropping the
-    OSError, and "not found" would send the user looking for the wrong thing."""
+def raise_if_full(err: BaseException, folder: str | os.PathLike[str]) -> None:
+    """After a download into `folder` failed with `err`: raise a disk-full OSError naming
+    `folder` when one is behind `err`, or when `folder` takes no file at all. MLflow reports a
+    download into a full disk as a missing artifact, dropping the OSError, and "not found" would
+    send the user looking for the wrong thing."""
+    full = disk_full(err) or _refused_file(folder)
+    if full is not None:
+        raise OSError(full.errno, full.strerror, os.fspath(folder)) from err
+
+
+def _refused_file(folder: str | os.PathLike[str]) -> OSError | None:
+    """The disk-full error writing a small file into `folder` gives, if any."""
     probe = os.path.join(folder, ".ftlab-room")
     try:
         with open(probe, "wb") as file:
             file.write(b"\0" * 4096)
     except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(err.errno, err.strerror, os.fspath(folder)) from err
+        return disk_full(err)
     finally:
         with contextlib.suppress(OSError):
             os.remove(probe)
+    return None

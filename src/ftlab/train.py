@@ -531,20 +531,19 @@ def _disk_full(
     # The folder: the file is often a temporary one (torch's writer does not name it at all).
     output_dir = Path(str(cfg.paths.output_dir))
     where = Path(full.filename).parent if full.filename else output_dir
-    what = no_room(full)
+    line = no_room(full, where)
     if not where.is_relative_to(output_dir):  # the temp folder, say: another run folder won't help
-        return FtlabError(f"{what} the disk of {where}: free some space there")
+        return FtlabError(line)
     run_id = os.environ.get(DDP_RUN_ID_VARIABLE)  # set once the tracked run exists
     last = output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
     # Only a checkpoint this process wrote: a reused folder may hold another run's.
     if run_id and not multirun and last.is_file() and last.stat().st_mtime >= started_at:
         return FtlabError(
-            f"{what} the disk of {where}: free some space there, then continue the run from its "
-            f"last checkpoint: ftlab resume {run_id}"
+            f"{line}, then continue the run from its last checkpoint: ftlab resume {run_id}"
         )
     return FtlabError(
-        f"{what} the disk of {where}: free some space there, or give the run a folder on another "
-        "disk (hydra.run.dir=..., a sweep's hydra.sweep.dir=...)"
+        f"{line}, or give the run a folder on another disk (hydra.run.dir=..., a sweep's "
+        "hydra.sweep.dir=...)"
     )
 
 

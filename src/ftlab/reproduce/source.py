@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ftlab.errors import FtlabError, disk_full, raise_if_full
+from ftlab.errors import FtlabError, raise_if_full
 from ftlab.names import (
     CHECKPOINTS_DIR,
     HYDRA_CONFIG_ARTIFACT,
@@ -83,9 +83,7 @@ def artifact_text(client: Any, run_id: str, path: str) -> str | None:
         try:
             local = client.download_artifacts(run_id, path, scratch)
         except Exception as err:  # noqa: BLE001 - a missing artifact raises different errors per store
-            if disk_full(err) is not None:
-                raise  # a full temp folder is not a missing artifact: the CLI names the disk
-            raise_if_full(scratch)
+            raise_if_full(err, scratch)  # a full temp folder is no missing artifact: CLI names it
             return None
         return Path(local).read_text()
 

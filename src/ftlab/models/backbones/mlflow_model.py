@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ftlab.errors import FtlabError, disk_full, raise_if_full
+from ftlab.errors import FtlabError, raise_if_full
 from ftlab.models.backbones.base import Backbone
 from ftlab.models.model_folder import load_backbone
 from ftlab.names import POINTER_URI_KEY
@@ -51,10 +51,7 @@ def _download(model_uri: str, tracking_uri: str, destination: Path, shown: str) 
             )
         )
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing model
-        full = disk_full(err)
-        if full is not None:  # a full temp folder, not a missing model: ftlab train names it
-            raise OSError(full.errno, full.strerror, str(scratch)) from err
-        raise_if_full(scratch)
+        raise_if_full(err, scratch)  # a full temp folder, not a missing model: train names it
         raise FtlabError(
             f"model.backbone.uri: no MLflow model at {shown} ({str(err).splitlines()[0][:160]})"
         ) from None
